@@ -1,0 +1,22 @@
+// gatedrnn core: thread policy.
+//
+// A process-wide cap on worker threads, kept in an atomic and passed to every parallel region
+// as num_threads(...) (omp_set_num_threads is per calling thread and would not reach calls
+// made from other Python threads). Precedence: set_max_threads(), then OMP_NUM_THREADS, then
+// the CPUs this process may run on (affinity).
+#pragma once
+
+#include <cstdint>
+
+namespace gatedrnn {
+
+int max_threads();              // current cap, >= 1
+void set_max_threads(int n);    // n >= 1; n == 0 restores the default (environment/affinity)
+int default_threads();          // what the cap is without set_max_threads
+bool openmp_enabled();
+
+// Threads worth using for `work` multiply-adds of parallel work: small problems run on one
+// thread, so they do not pay for waking a team.
+int threads_for_work(double work);
+
+}  // namespace gatedrnn

@@ -1,0 +1,90 @@
+// Internal: a parallel-for over [0, n) that never lets an exception escape an OpenMP region
+// (the first one is caught, stored and rethrown after the region), and aligned scratch buffers
+// whose sizes are checked for overflow (an impossible request is std::bad_alloc, which the
+// bindings report as MemoryError).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace gatedrnn::detail {
+
+// a * b * ... for sizes, throwing std::bad_alloc on overflow.
+inline int64_t checked_mul(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) throw std::bad_alloc();
+    if (a != 0 && b > std::numeric_limits<int64_t>::max() / a) throw std::bad_alloc();
+    return a * b;
+}
+inline int64_t checked_add(int64_t a, int64_t b) {
+    if (a > std::numeric_limits<int64_t>::max() - b) throw std::bad_alloc();
+    return a + b;
+}
+
+struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+};
+
+// An uninitialised, 64-byte aligned array of n elements.
+template <typename T>
+class Buffer {
+public:
+    Buffer() = default;
+    explicit Buffer(int64_t n) { reset(n); }
+    void reset(int64_t n) {
+        const int64_t bytes = checked_mul(n < 1 ? 1 : n, static_cast<int64_t>(sizeof(T)));
+        const int64_t rounded = checked_add(bytes, 63) / 64 * 64;
+        if (static_cast<uint64_t>(rounded) > std::numeric_limits<size_t>::max()) throw std::bad_alloc();
+        void* p = std::aligned_alloc(64, static_cast<size_t>(rounded));
+        if (!p) throw std::bad_alloc();
+        ptr_.reset(static_cast<T*>(p));
+        size_ = n;
+    }
+    T* get() const { return ptr_.get(); }
+    int64_t size() const { return size_; }
+
+private:
+    std::unique_ptr<T, FreeDeleter> ptr_;
+    int64_t size_ = 0;
+};
+
+// Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).
+template <typename Body>
+void parallel_chunks(int64_t n, int threads, Body&& body) {
+    if (n <= 0) return;
+    if (threads > n) threads = static_cast<int>(n);
+    if (threads <= 1) {
+        body(int64_t(0), n, 0);
+        return;
+    }
+#ifdef _OPENMP
+    std::exception_ptr error;
+    std::mutex error_lock;
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num();
+        const int team = omp_get_num_threads();
+        const int64_t begin = n * tid / team, end = n * (tid + 1) / team;
+        try {
+            if (begin < end) body(begin, end, tid);
+        } catch (...) {
+            std::lock_guard<std::mutex> guard(error_lock);
+            if (!error) error = std::current_exception();
+        }
+    }
+    if (error) std::rethrow_exception(error);
+#else
+    body(int64_t(0), n, 0);
+#endif
+}
+
+}  // namespace gatedrnn::detail

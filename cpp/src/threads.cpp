@@ -1,0 +1,78 @@
+#include "gatedrnn/threads.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace gatedrnn {
+namespace {
+
+std::atomic<int> explicit_cap{0};  // 0: not set by the user
+
+int cpus_available() {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+#endif
+    const unsigned n = std::thread::hardware_concurrency();
+    return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int from_environment() {
+    // OMP_NUM_THREADS may be a list ("4,2"): its first entry is the outer level.
+    const char* value = std::getenv("OMP_NUM_THREADS");
+    if (!value) return 0;
+    char* end = nullptr;
+    const long n = std::strtol(value, &end, 10);
+    if (end == value || n < 1) return 0;
+    return n > 4096 ? 4096 : static_cast<int>(n);
+}
+
+}  // namespace
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+    return true;
+#else
+    return false;
+#endif
+}
+
+int default_threads() {
+    if (!openmp_enabled()) return 1;
+    static const int value = [] {
+        const int env = from_environment();
+        return env > 0 ? env : cpus_available();
+    }();
+    return value;
+}
+
+int max_threads() {
+    if (!openmp_enabled()) return 1;
+    const int cap = explicit_cap.load(std::memory_order_relaxed);
+    return cap > 0 ? cap : default_threads();
+}
+
+void set_max_threads(int n) { explicit_cap.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+int threads_for_work(double work) {
+    // About 64k multiply-adds per thread before another thread pays for its wake-up.
+    constexpr double per_thread = 65536.0;
+    const int cap = max_threads();
+    if (cap <= 1 || work < 2 * per_thread) return 1;
+    const double want = work / per_thread;
+    return want >= cap ? cap : static_cast<int>(want);
+}
+
+}  // namespace gatedrnn

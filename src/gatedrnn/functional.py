@@ -1,0 +1,146 @@
+"""Stateless NumPy functions: forward and backward (BPTT) of RNN, GRU and LSTM layers.
+
+Legend: T time steps, B batch, I input size, H hidden size, G gates (RNN 1, GRU 3, LSTM 4).
+
+Weights use the canonical (PyTorch) layout: ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
+``bias_ih (G*H,)``, ``bias_hh (G*H,)``, rows blocked by gate, LSTM order ``i, f, g, o``, GRU order
+``r, z, n``. ``x`` is ``(T, B, I)``, or ``(B, T, I)`` with ``batch_first=True`` (then ``y``,
+``dy``, ``dx`` and ``dh_seq`` are batch-first too; the core reads both layouts without a copy).
+States ``h0``, ``c0``, ``h_n``, ``c_n`` are always ``(B, H)``.
+
+Options shared by every cell:
+
+- ``lengths`` (B,) integers in [0, T], any order: steps at or past a sequence's length do not
+  touch its state, its outputs there are zero, and ``h_n``/``c_n`` hold the state after its last
+  valid step (``h0``/``c0`` when the length is 0).
+- ``reverse=True`` runs each sequence from its own last valid step back to step 0 and writes the
+  outputs at their original positions.
+- ``recurrent_mask`` (B, H), constant over time: ``h_{t-1} * mask`` is what feeds ``W_hh`` (the
+  carried state, LSTM's ``c`` and GRU's ``z * h_{t-1}`` term stay unmasked). This is variational
+  recurrent dropout; the mask gets no gradient.
+- ``training=True`` returns one more value, ``ctx``, that ``<cell>_backward`` takes.
+
+Dtypes: float32 and float64 are computed natively; every floating argument must have the dtype
+of ``x`` (anything else is a TypeError). Arrays that are not C-contiguous or not native-endian are
+copied once; all others are used in place and never modified. NaN and Inf propagate.
+Changing ``x`` or the weights in place between a forward call and its backward is undefined.
+"""
+
+from . import _core
+from .results import (
+    LSTMGradients, LSTMGradientsWithSeq, LSTMOutput, LSTMTrainOutput, RNNGradients,
+    RNNGradientsWithSeq, RNNOutput, RNNTrainOutput,
+)
+
+__all__ = [
+    "rnn", "gru", "lstm", "rnn_backward", "gru_backward", "lstm_backward", "workspace_size",
+    "Context",
+]
+
+#: The opaque type of ``ctx``.
+Context = _core.Context
+
+
+def _flag(value, name):
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool_":  # numpy.bool_
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+
+
+def rnn(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, lengths=None,
+        reverse=False, batch_first=False, nonlinearity="tanh", training=False,
+        recurrent_mask=None):
+    """Elman RNN: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act = tanh | relu.
+
+    Returns ``RNNOutput(y, h_n)``, or ``RNNTrainOutput(y, h_n, ctx)`` with ``training=True``.
+    """
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"nonlinearity: expected 'tanh' or 'relu', got {type(nonlinearity).__name__}")
+    y, h_n, _, ctx = _core.forward(
+        "rnn", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
+        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
+        _flag(training, "training"), nonlinearity, True)
+    return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
+
+
+def gru(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, lengths=None,
+        reverse=False, batch_first=False, reset_after=True, training=False,
+        recurrent_mask=None):
+    """GRU, gates ``r, z, n``; ``h_t = (1 - z) * n + z * h_{t-1}``.
+
+    ``reset_after=True`` (PyTorch, cuDNN, Keras default, ONNX linear_before_reset=1):
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
+    ``reset_after=False`` (Cho et al. 2014, Keras reset_after=False, ONNX default):
+    ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
+
+    Returns ``RNNOutput(y, h_n)``, or ``RNNTrainOutput(y, h_n, ctx)`` with ``training=True``.
+    """
+    y, h_n, _, ctx = _core.forward(
+        "gru", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
+        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
+        _flag(training, "training"), "tanh", _flag(reset_after, "reset_after"))
+    return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
+
+
+def lstm(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, c0=None, lengths=None,
+         reverse=False, batch_first=False, training=False, recurrent_mask=None):
+    """LSTM, gates ``i, f, g, o``; ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``.
+
+    Returns ``LSTMOutput(y, h_n, c_n)``, or ``LSTMTrainOutput(y, h_n, c_n, ctx)`` with
+    ``training=True``.
+    """
+    y, h_n, c_n, ctx = _core.forward(
+        "lstm", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, c0, lengths, recurrent_mask,
+        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
+        _flag(training, "training"), "tanh", True)
+    return LSTMTrainOutput(y, h_n, c_n, ctx) if training else LSTMOutput(y, h_n, c_n)
+
+
+def _rnn_family_backward(cell, ctx, dy, dh_n, return_dh_seq):
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
+        ctx, cell, dy, dh_n, None, _flag(return_dh_seq, "return_dh_seq"))
+    if return_dh_seq:
+        return RNNGradientsWithSeq(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
+    return RNNGradients(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+    """Backpropagation through time for :func:`rnn`.
+
+    ``dy`` (shape of y) and ``dh_n`` (B, H) are the gradients of the loss with respect to the
+    outputs; either or both may be None (zero). ``dy`` at steps past a length is ignored.
+    Returns ``RNNGradients(dx, dh0, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``, each with the
+    shape and dtype of what it is the gradient of (dbias_* are None where the biases were None;
+    dh0 is an array even when h0 was None). With ``return_dh_seq=True`` the result also holds
+    ``dh_seq``, dL/dh_t for every step in the layout of y (zero past a length), the quantity
+    that shows a gradient vanishing or exploding over time.
+    """
+    return _rnn_family_backward("rnn", ctx, dy, dh_n, return_dh_seq)
+
+
+def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+    """Backpropagation through time for :func:`gru` (see :func:`rnn_backward`)."""
+    return _rnn_family_backward("gru", ctx, dy, dh_n, return_dh_seq)
+
+
+def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):
+    """Backpropagation through time for :func:`lstm` (see :func:`rnn_backward`).
+
+    Returns ``LSTMGradients(dx, dh0, dc0, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``
+    (``LSTMGradientsWithSeq`` with ``dh_seq`` last when ``return_dh_seq=True``).
+    """
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
+        ctx, "lstm", dy, dh_n, dc_n, _flag(return_dh_seq, "return_dh_seq"))
+    if return_dh_seq:
+        return LSTMGradientsWithSeq(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
+    return LSTMGradients(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def workspace_size(cell, T, B, I, H, nonlinearity="tanh", reset_after=True):
+    """Elements of the training workspace a forward call with ``training=True`` allocates
+    (one array of x's dtype, owned by ``ctx``): ``T*B*H*(G + 1 + extra)`` with extra planes
+    LSTM 2, GRU 1, RNN 0."""
+    return _core.workspace_size(cell, int(T), int(B), int(I), int(H), nonlinearity,
+                                _flag(reset_after, "reset_after"))

@@ -12,6 +12,7 @@
 #include "gatedrnn/lstm.h"
 #include "gatedrnn/rnn.h"
 #include "gatedrnn/threads.h"
+#include "isa/dispatch.h"
 
 namespace gatedrnn::bindings {
 namespace {
@@ -285,7 +286,8 @@ py::dict info() {
     d["openmp_version"] = py::none();
 #endif
     d["num_threads"] = max_threads();
-    d["simd"] = std::string("baseline");
+    d["simd"] = std::string(isa::active().name);
+    d["simd_available"] = isa::available();
     return d;
 }
 
@@ -337,6 +339,33 @@ PYBIND11_MODULE(_core, m) {
           py::arg("I"), py::arg("H"), py::arg("nonlinearity") = "tanh",
           py::arg("reset_after") = true);
     m.def("info", &info);
+
+    // Kernel paths. The ISA is chosen once here, at import: GATEDRNN_ISA forces one.
+    gatedrnn::isa::select_from_environment();
+    m.def("_set_isa", [](const std::string& name) { gatedrnn::isa::set_active(name); }, py::arg("name"),
+          "Switch the kernel path (tests only; not thread-safe against running calls).");
+    m.def("_available_isas", &gatedrnn::isa::available);
+    m.def("_activation", [](const std::string& name, py::array x) {
+        // The vectorised activations of the active path, for the accuracy tests.
+        if (name != "sigmoid" && name != "tanh")
+            throw gatedrnn::ValueError("name: expected 'sigmoid' or 'tanh', got '" + name + "'");
+        const py::dtype dt = x.dtype();
+        if (!is_float32(dt) && !is_float64(dt))
+            throw gatedrnn::TypeError("x: expected float32 or float64, got " + dtype_name(dt));
+        py::array in = contiguous(x);
+        py::array out = py::array(dt, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        const auto& isa = gatedrnn::isa::active();
+        if (is_float32(dt)) {
+            const auto& k = isa.f32;
+            (name == "sigmoid" ? k.sigmoid : k.tanh)(in.size(), static_cast<const float*>(in.data()),
+                                                     static_cast<float*>(out.mutable_data()));
+        } else {
+            const auto& k = isa.f64;
+            (name == "sigmoid" ? k.sigmoid : k.tanh)(in.size(), static_cast<const double*>(in.data()),
+                                                     static_cast<double*>(out.mutable_data()));
+        }
+        return out;
+    }, py::arg("name"), py::arg("x"));
     m.def("set_num_threads", [](int n) {
         if (n < 0) throw gatedrnn::ValueError("n: expected a thread count >= 1 (or 0 for the default), got " + std::to_string(n));
         gatedrnn::set_max_threads(n);

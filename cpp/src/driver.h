@@ -12,6 +12,8 @@
 //   static constexpr int extra_planes;          saved (T*B, H) planes beyond act and h_prev
 //   static constexpr bool has_cell_state;       LSTM's c
 //   void fold_bias(T* bias, const Weights<T>&, H)  (G*H) bias added to the input projection
+//   void pack_forward(PackedB<T> (&)[2], const Weights<T>&, H)   recurrent weights, once a call
+//   void pack_backward(PackedB<T> (&)[2], const Weights<T>&, H)
 //   void forward_step(const StepForward<T>&)
 //   void backward_step(const StepBackward<T>&)
 //   void hidden_weight_grads(const HiddenGrads<T>&)  dW_hh and db_hh after the loop
@@ -24,6 +26,7 @@
 #include "gatedrnn/common.h"
 #include "gatedrnn/gemm.h"
 #include "gatedrnn/threads.h"
+#include "packed.h"
 #include "parallel.h"
 #include "schedule.h"
 
@@ -64,6 +67,7 @@ struct StepForward {
     T* save[2];         // (Bs, H) this step's rows of the extra planes (training), else nullptr
     bool training;
     const Weights<T>* w;
+    const PackedB<T>* packed;  // the cell's pack_forward result
 };
 
 // What a cell's backward step sees: the Bs running rows of iteration s.
@@ -81,6 +85,7 @@ struct StepBackward {
     T* scratch;         // (Bs, H) scratch
     T* scratch2;        // (Bs, H) scratch
     const Weights<T>* w;
+    const PackedB<T>* packed;  // the cell's pack_backward result
 };
 
 // What a cell needs to form dW_hh and db_hh after the loop (all over the N packed rows).
@@ -151,6 +156,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     }
 
     // 2. The time loop over the running prefix of the sorted batch.
+    PackedB<T> packed[2];
+    cell.pack_forward(packed, w, H);
     Buffer<T> h(B * H), c(Cell::has_cell_state ? B * H : 0), h_rec(mask ? B * H : 0),
         mask_sorted(mask ? B * H : 0), gates(B * GH), scratch(B * H);
     gather_state(h.get(), h0, sched.order, H);
@@ -174,6 +181,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             step.save[e] = training ? planes.extra[e] + p0 * H : nullptr;
         step.training = training;
         step.w = &w;
+        step.packed = packed;
         cell.forward_step(step);
         for (int64_t j = 0; j < Bs; ++j)
             std::copy(h.get() + j * H, h.get() + (j + 1) * H, y + sched.source[p0 + j] * H);
@@ -195,6 +203,8 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         carve_workspace(const_cast<T*>(workspace), seq, G, Cell::extra_planes);
 
     // 1. The sequential part: per step the pointwise gate gradients and dh_{t-1} = dG W_hh.
+    PackedB<T> packed[2];
+    cell.pack_backward(packed, w, H);
     Buffer<T> dg(checked_mul(N, GH)), dg_extra(cell.uses_dg_extra() ? checked_mul(N, H) : 0);
     Buffer<T> dh(B * H), dc(Cell::has_cell_state ? B * H : 0), mask_sorted(mask ? B * H : 0),
         scratch(B * H), scratch2(B * H);
@@ -229,6 +239,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         step.scratch = scratch.get();
         step.scratch2 = scratch2.get();
         step.w = &w;
+        step.packed = packed;
         cell.backward_step(step);
     }
     scatter_state(dh0, dh.get(), sched.order, H);

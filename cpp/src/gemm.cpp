@@ -1,90 +1,23 @@
-// The portable GEMM behind gatedrnn/gemm.h: cache-blocked, with A and B packed into
-// micro-panels, and a register-tile micro-kernel the compiler vectorises for the baseline ISA.
-// Tiles of C are spread over threads; each tile runs its whole K loop, so no two threads ever
-// write the same element of C.
+// The GEMM behind gatedrnn/gemm.h, built from the active ISA's leaf kernels (isa/table.h):
+// op(B) packed into panels once, op(A) packed per cache block when it has enough rows to pay
+// for it (read in place otherwise: the small-batch per-step case), tiles of C spread over
+// threads so that no two threads write the same element.
 #include "gatedrnn/gemm.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "gatedrnn/threads.h"
+#include "isa/dispatch.h"
+#include "packed.h"
 #include "parallel.h"
 
 namespace gatedrnn {
+namespace detail {
 namespace {
 
-template <typename T>
-struct Blocking {
-    static constexpr int64_t MR = 4;                       // rows of the register tile
-    static constexpr int64_t NR = 32 / sizeof(T) * 2;      // columns: 16 floats or 8 doubles
-    static constexpr int64_t KC = 256;                     // depth of a packed panel
-    static constexpr int64_t MC = 64;                      // rows of a tile (multiple of MR)
-    static constexpr int64_t NC = 256;                     // columns of a tile (multiple of NR)
-};
-
-// dst: panels of MR rows, [panel][k][MR], zero-padded: op(A)(i0 + i, k0 + k).
-template <typename T>
-void pack_a(T* dst, Trans ta, const T* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0,
-            int64_t kc) {
-    constexpr int64_t MR = Blocking<T>::MR;
-    for (int64_t ip = 0; ip < mc; ip += MR) {
-        const int64_t rows = std::min(MR, mc - ip);
-        for (int64_t k = 0; k < kc; ++k) {
-            for (int64_t i = 0; i < rows; ++i) {
-                const int64_t r = i0 + ip + i, c = k0 + k;
-                dst[i] = ta == Trans::yes ? A[c * lda + r] : A[r * lda + c];
-            }
-            for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
-            dst += MR;
-        }
-    }
-}
-
-// dst: panels of NR columns, [panel][k][NR], zero-padded: op(B)(k0 + k, j0 + j).
-template <typename T>
-void pack_b(T* dst, Trans tb, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
-            int64_t nc) {
-    constexpr int64_t NR = Blocking<T>::NR;
-    for (int64_t jp = 0; jp < nc; jp += NR) {
-        const int64_t cols = std::min(NR, nc - jp);
-        for (int64_t k = 0; k < kc; ++k) {
-            const int64_t r = k0 + k;
-            if (tb == Trans::yes) {
-                for (int64_t j = 0; j < cols; ++j) dst[j] = B[(j0 + jp + j) * ldb + r];
-            } else {
-                const T* src = B + r * ldb + j0 + jp;
-                for (int64_t j = 0; j < cols; ++j) dst[j] = src[j];
-            }
-            for (int64_t j = cols; j < NR; ++j) dst[j] = T(0);
-            dst += NR;
-        }
-    }
-}
-
-// C tile (rows x cols) (+)= alpha * a_panel . b_panel.  `overwrite`: C = beta C + ..., with
-// beta == 0 meaning C is not read.
-template <typename T>
-void micro_kernel(int64_t kc, const T* a, const T* b, T* C, int64_t ldc, int64_t rows,
-                  int64_t cols, T alpha, T beta, bool overwrite) {
-    constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR;
-    T acc[MR][NR] = {};
-    for (int64_t k = 0; k < kc; ++k) {
-        const T* ak = a + k * MR;
-        const T* bk = b + k * NR;
-        for (int64_t i = 0; i < MR; ++i)
-            for (int64_t j = 0; j < NR; ++j) acc[i][j] += ak[i] * bk[j];
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-        T* c = C + i * ldc;
-        for (int64_t j = 0; j < cols; ++j) {
-            const T v = alpha * acc[i][j];
-            if (!overwrite)
-                c[j] += v;
-            else
-                c[j] = beta == T(0) ? v : beta * c[j] + v;
-        }
-    }
-}
+constexpr int64_t kKC = 256;        // depth of a cache block
+constexpr int64_t kMC = 96;         // rows of a packed A block (a multiple of every mr)
+constexpr int64_t kPackA = 24;      // from this many rows on, A is packed
 
 template <typename T>
 void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
@@ -95,36 +28,111 @@ void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 }  // namespace
 
 template <typename T>
+void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, int64_t N) {
+    const isa::Kernels<T>& k = isa::of<T>(isa::active());
+    out.kernels = &k;
+    out.K = K;
+    out.N = N;
+    out.panels = (N + k.nr - 1) / k.nr;
+    out.data.reset(checked_mul(checked_mul(out.panels, k.nr), K));
+    const int threads = threads_for_work(static_cast<double>(K) * N / 8);
+    T* dst = out.data.get();
+    parallel_chunks(out.panels, threads, [&](int64_t begin, int64_t end, int) {
+        for (int64_t p = begin; p < end; ++p)
+            k.pack_b(trans_b == Trans::yes, B, ldb, 0, K, p * k.nr, std::min<int64_t>(k.nr, N - p * k.nr),
+                     dst + p * K * k.nr);
+    });
+}
+
+template <typename T>
+void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
+                 int64_t p_end, T beta, T* C, int64_t ldc) {
+    const isa::Kernels<T>& k = *B.kernels;
+    if (B.K == 0) {
+        for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t j0 = p * k.nr;
+            scale(M, std::min<int64_t>(k.nr, B.N - j0), beta, C + j0, ldc);
+        }
+        return;
+    }
+    for (int64_t p = p_begin; p < p_end; ++p) {
+        const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
+        for (int64_t i = 0; i < M; i += k.mr)
+            k.kernel(B.K, A + i * lda, lda, 1, std::min<int64_t>(k.mr, M - i), B.panel(p),
+                     C + i * ldc + j0, ldc, cols, T(1), beta, true);
+    }
+}
+
+template <typename T>
+void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
+                          int64_t ldc) {
+    if (M <= 0 || B.N <= 0) return;
+    const int threads = threads_for_work(static_cast<double>(M) * B.N * B.K);
+    parallel_chunks(B.panels, threads, [&](int64_t begin, int64_t end, int) {
+        gemm_packed(M, A, lda, B, begin, end, beta, C, ldc);
+    });
+}
+
+template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
+template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
+template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
+                                 int64_t, float, float*, int64_t);
+template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
+                                  int64_t, double, double*, int64_t);
+template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
+                                          float, float*, int64_t);
+template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,
+                                           double, double*, int64_t);
+
+}  // namespace detail
+
+template <typename T>
 void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-    using Bk = Blocking<T>;
+    using namespace detail;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
         scale(M, N, beta, C, ldc);
         return;
     }
-    const int64_t tiles_m = (M + Bk::MC - 1) / Bk::MC, tiles_n = (N + Bk::NC - 1) / Bk::NC;
-    const int64_t tiles = tiles_m * tiles_n;
+    PackedB<T> packed;
+    pack_b(packed, tb, B, ldb, K, N);
+    const isa::Kernels<T>& k = *packed.kernels;
+    const int64_t nr = k.nr, mr = k.mr;
+    const bool pack_a = M >= kPackA;
+    const int64_t mc = pack_a ? kMC : M;
+    const int64_t tiles_m = (M + mc - 1) / mc;
     int threads = threads_for_work(static_cast<double>(M) * N * K);
-    if (threads > tiles) threads = static_cast<int>(tiles);
-    const int64_t a_size = Bk::MC * Bk::KC, b_size = Bk::KC * Bk::NC;
-    detail::Buffer<T> packs(detail::checked_mul(threads, a_size + b_size));
+    // Enough column groups that every thread gets work even when M is one block.
+    const int64_t groups = std::min<int64_t>(packed.panels,
+                                             std::max<int64_t>(1, (threads * 4 + tiles_m - 1) / tiles_m));
+    const int64_t panels_per_group = (packed.panels + groups - 1) / groups;
+    const int64_t tiles_n = (packed.panels + panels_per_group - 1) / panels_per_group;
+    const int64_t tiles = tiles_m * tiles_n;
+    threads = static_cast<int>(std::min<int64_t>(threads, tiles));
+    const int64_t a_block = kMC * kKC;
+    Buffer<T> a_packs(pack_a ? checked_mul(std::max(threads, 1), a_block) : 0);
+    const int64_t a_row = ta == Trans::yes ? 1 : lda, a_col = ta == Trans::yes ? lda : 1;
 
-    detail::parallel_chunks(tiles, threads, [&](int64_t begin, int64_t end, int tid) {
-        T* pa = packs.get() + tid * (a_size + b_size);
-        T* pb = pa + a_size;
+    parallel_chunks(tiles, threads, [&](int64_t begin, int64_t end, int tid) {
+        T* pa = pack_a ? a_packs.get() + tid * a_block : nullptr;
         for (int64_t tile = begin; tile < end; ++tile) {
-            const int64_t i0 = (tile / tiles_n) * Bk::MC, j0 = (tile % tiles_n) * Bk::NC;
-            const int64_t mc = std::min(Bk::MC, M - i0), nc = std::min(Bk::NC, N - j0);
-            for (int64_t k0 = 0; k0 < K; k0 += Bk::KC) {
-                const int64_t kc = std::min(Bk::KC, K - k0);
-                pack_a(pa, ta, A, lda, i0, mc, k0, kc);
-                pack_b(pb, tb, B, ldb, k0, kc, j0, nc);
-                for (int64_t jp = 0; jp < nc; jp += Bk::NR)
-                    for (int64_t ip = 0; ip < mc; ip += Bk::MR)
-                        micro_kernel(kc, pa + ip * kc, pb + jp * kc, C + (i0 + ip) * ldc + j0 + jp,
-                                     ldc, std::min(Bk::MR, mc - ip), std::min(Bk::NR, nc - jp),
-                                     alpha, beta, k0 == 0);
+            const int64_t i0 = (tile / tiles_n) * mc, rows = std::min(mc, M - i0);
+            const int64_t p0 = (tile % tiles_n) * panels_per_group;
+            const int64_t p1 = std::min(packed.panels, p0 + panels_per_group);
+            for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+                const int64_t kc = std::min(kKC, K - k0);
+                if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);
+                for (int64_t p = p0; p < p1; ++p) {
+                    const int64_t j0 = p * nr, cols = std::min(nr, N - j0);
+                    const T* b = packed.panel(p) + k0 * nr;
+                    for (int64_t i = 0; i < rows; i += mr) {
+                        const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
+                        k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? mr : a_col,
+                                 std::min(mr, rows - i), b, C + (i0 + i) * ldc + j0, ldc, cols,
+                                 alpha, beta, k0 == 0);
+                    }
+                }
             }
         }
     });

@@ -27,11 +27,25 @@ struct GruCell {
             for (int64_t k = 2 * H; k < 3 * H; ++k) bias[k] = w.b_ih ? w.b_ih[k] : T(0);
     }
 
+    // reset_after: W_hh^T (H, 3H) in one; reset_before: W_h[rz]^T (H, 2H) and W_hn^T (H, H).
+    void pack_forward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        if (reset_after) {
+            pack_b(p[0], Trans::yes, w.w_hh, H, H, 3 * H);
+        } else {
+            pack_b(p[0], Trans::yes, w.w_hh, H, H, 2 * H);
+            pack_b(p[1], Trans::yes, w.w_hh + 2 * H * H, H, H, H);
+        }
+    }
+    // Both forms: W_h[rz] (2H, H) and W_hn (H, H), since the n block's gradient differs.
+    void pack_backward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        pack_b(p[0], Trans::no, w.w_hh, H, 2 * H, H);
+        pack_b(p[1], Trans::no, w.w_hh + 2 * H * H, H, H, H);
+    }
+
     void forward_step(const StepForward<T>& a) const {
         const int64_t H = a.H;
-        const T* w_hh = a.w->w_hh;
         if (reset_after) {
-            gemm_nt<T>(a.Bs, 3 * H, H, a.h_rec, H, w_hh, H, T(0), a.gates, 3 * H);
+            gemm_packed_parallel<T>(a.Bs, a.h_rec, H, a.packed[0], T(0), a.gates, 3 * H);
             const T* b_hn = a.w->b_hh ? a.w->b_hh + 2 * H : nullptr;
             for_rows(a.Bs, 30 * H, [&](int64_t j) {
                 T* xw = a.xw + j * 3 * H;
@@ -52,7 +66,7 @@ struct GruCell {
             return;
         }
         // reset_before, phase 1: [r z] = sigma(xw[rz] + h' W_h[rz]^T)
-        gemm_nt<T>(a.Bs, 2 * H, H, a.h_rec, H, w_hh, H, T(0), a.gates, 3 * H);
+        gemm_packed_parallel<T>(a.Bs, a.h_rec, H, a.packed[0], T(0), a.gates, 3 * H);
         T* rh = a.training ? a.save[0] : a.scratch;  // (Bs, H) r (.) h'
         for_rows(a.Bs, 20 * H, [&](int64_t j) {
             const T* xw = a.xw + j * 3 * H;
@@ -61,7 +75,7 @@ struct GruCell {
             for (int64_t k = 0; k < H; ++k) rh[j * H + k] = g[k] * a.h_rec[j * H + k];
         });
         // phase 2: n = tanh(xw[n] + (r (.) h') W_hn^T), then the update.
-        gemm_nt<T>(a.Bs, H, H, rh, H, w_hh + 2 * H * H, H, T(0), a.gates + 2 * H, 3 * H);
+        gemm_packed_parallel<T>(a.Bs, rh, H, a.packed[1], T(0), a.gates + 2 * H, 3 * H);
         for_rows(a.Bs, 12 * H, [&](int64_t j) {
             T* xw = a.xw + j * 3 * H;
             const T* g = a.gates + j * 3 * H;
@@ -77,8 +91,6 @@ struct GruCell {
 
     void backward_step(const StepBackward<T>& a) const {
         const int64_t H = a.H;
-        const T* w_hh = a.w->w_hh;
-        const T* w_hn = w_hh + 2 * H * H;
         T* dh_rec = a.scratch;   // (Bs, H) gradient reaching h' = m (.) h_{t-1}
         T* direct = a.scratch2;  // (Bs, H) z (.) dh_t, the unmasked path to h_{t-1}
         if (reset_after) {
@@ -98,8 +110,8 @@ struct GruCell {
                     direct[j * H + k] = dh[k] * z;
                 }
             });
-            gemm_nn<T>(a.Bs, H, 2 * H, a.dg, 3 * H, w_hh, H, T(0), dh_rec, H);
-            gemm_nn<T>(a.Bs, H, H, a.dg_extra, H, w_hn, H, T(1), dh_rec, H);
+            gemm_packed_parallel<T>(a.Bs, a.dg, 3 * H, a.packed[0], T(0), dh_rec, H);
+            gemm_packed_parallel<T>(a.Bs, a.dg_extra, H, a.packed[1], T(1), dh_rec, H);
         } else {
             for_rows(a.Bs, 12 * H, [&](int64_t j) {
                 const T* act = a.act + j * 3 * H;
@@ -114,7 +126,7 @@ struct GruCell {
                 }
             });
             // d(r (.) h') = dn_pre W_hn
-            gemm_nn<T>(a.Bs, H, H, a.dg + 2 * H, 3 * H, w_hn, H, T(0), dh_rec, H);
+            gemm_packed_parallel<T>(a.Bs, a.dg + 2 * H, 3 * H, a.packed[1], T(0), dh_rec, H);
             for_rows(a.Bs, 8 * H, [&](int64_t j) {
                 const T* act = a.act + j * 3 * H;
                 const T* h_prev = a.h_prev + j * H;
@@ -127,7 +139,7 @@ struct GruCell {
                     d_rh[k] *= r;  // now the gradient reaching h' through r (.) h'
                 }
             });
-            gemm_nn<T>(a.Bs, H, 2 * H, a.dg, 3 * H, w_hh, H, T(1), dh_rec, H);
+            gemm_packed_parallel<T>(a.Bs, a.dg, 3 * H, a.packed[0], T(1), dh_rec, H);
         }
         for (int64_t k = 0; k < a.Bs * H; ++k)
             a.dh[k] = (a.mask ? dh_rec[k] * a.mask[k] : dh_rec[k]) + direct[k];

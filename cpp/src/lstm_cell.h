@@ -18,9 +18,16 @@ struct LstmCell {
         add_biases(bias, w.b_ih, w.b_hh, 4 * H);
     }
 
+    void pack_forward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        pack_b(p[0], Trans::yes, w.w_hh, H, H, 4 * H);  // W_hh^T (H, 4H)
+    }
+    void pack_backward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        pack_b(p[0], Trans::no, w.w_hh, H, 4 * H, H);   // W_hh (4H, H)
+    }
+
     void forward_step(const StepForward<T>& a) const {
         const int64_t H = a.H;
-        gemm_nt<T>(a.Bs, 4 * H, H, a.h_rec, H, a.w->w_hh, H, T(0), a.gates, 4 * H);
+        gemm_packed_parallel<T>(a.Bs, a.h_rec, H, a.packed[0], T(0), a.gates, 4 * H);
         for_rows(a.Bs, 40 * H, [&](int64_t j) {
             T* xw = a.xw + j * 4 * H;
             const T* g = a.gates + j * 4 * H;
@@ -64,7 +71,7 @@ struct LstmCell {
             }
         });
         // dh_{t-1} = m (.) (dG W_hh)
-        gemm_nn<T>(a.Bs, H, 4 * H, a.dg, 4 * H, a.w->w_hh, H, T(0), a.scratch, H);
+        gemm_packed_parallel<T>(a.Bs, a.dg, 4 * H, a.packed[0], T(0), a.scratch, H);
         for (int64_t k = 0; k < a.Bs * H; ++k)
             a.dh[k] = a.mask ? a.scratch[k] * a.mask[k] : a.scratch[k];
     }

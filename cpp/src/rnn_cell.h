@@ -19,9 +19,16 @@ struct RnnCell {
         add_biases(bias, w.b_ih, w.b_hh, H);
     }
 
+    void pack_forward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        pack_b(p[0], Trans::yes, w.w_hh, H, H, H);  // W_hh^T (H, H)
+    }
+    void pack_backward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
+        pack_b(p[0], Trans::no, w.w_hh, H, H, H);   // W_hh (H, H)
+    }
+
     void forward_step(const StepForward<T>& a) const {
         const int64_t H = a.H;
-        gemm_nt<T>(a.Bs, H, H, a.h_rec, H, a.w->w_hh, H, T(0), a.gates, H);
+        gemm_packed_parallel<T>(a.Bs, a.h_rec, H, a.packed[0], T(0), a.gates, H);
         const bool relu_act = activation == Activation::relu;
         for_rows(a.Bs, 8 * H, [&](int64_t j) {
             T* xw = a.xw + j * H;
@@ -46,7 +53,7 @@ struct RnnCell {
                 dg[k] = dh[k] * (relu_act ? drelu(out[k]) : dtanh(out[k]));
         });
         // dh_{t-1} = m (.) (dG W_hh)
-        gemm_nn<T>(a.Bs, H, H, a.dg, H, a.w->w_hh, H, T(0), a.scratch, H);
+        gemm_packed_parallel<T>(a.Bs, a.dg, H, a.packed[0], T(0), a.scratch, H);
         for (int64_t k = 0; k < a.Bs * H; ++k)
             a.dh[k] = a.mask ? a.scratch[k] * a.mask[k] : a.scratch[k];
     }

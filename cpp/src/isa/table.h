@@ -1,0 +1,52 @@
+// The kernels one ISA provides, as plain function pointers: the only thing the rest of the core
+// sees of an ISA unit. Everything an ISA unit compiles has internal linkage (see vec.h); the
+// blocking, threading and allocation around these leaves live in baseline-compiled code.
+#pragma once
+
+#include <cstdint>
+
+namespace gatedrnn::isa {
+
+template <typename T>
+struct Kernels {
+    int nr;  // columns of a packed B panel (two vectors)
+    int mr;  // most rows one micro-kernel call handles
+
+    // dst: column panels of op(B) (K, N), columns [n0, n0 + nc), rows [k0, k0 + kc), laid out
+    // [panel][k][nr], zero-padded to whole panels. op(B) = B (K, N), or B^T for B (N, K).
+    void (*pack_b)(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
+                   int64_t nc, T* dst);
+    // dst: row panels of op(A) (M, K), rows [m0, m0 + mc), laid out [panel][k][mr], zero-padded.
+    void (*pack_a)(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
+                   int64_t kc, T* dst);
+    // C (rows, cols) = beta C + alpha a . b  (overwrite; beta 0: C not read) or C += alpha a . b,
+    // with a element (i, k) at a[i * a_row + k * a_col], rows <= mr, b one packed panel from k = 0,
+    // cols <= nr.
+    void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
+                   const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite);
+
+    // out[i] = sigma(in[i]) / tanh(in[i]) for i < n; in and out may alias.
+    void (*sigmoid)(int64_t n, const T* in, T* out);
+    void (*tanh)(int64_t n, const T* in, T* out);
+};
+
+struct Isa {
+    const char* name;
+    Kernels<float> f32;
+    Kernels<double> f64;
+};
+
+// One per ISA unit; the dispatcher (dispatch.cpp) chooses among those the CPU supports.
+const Isa& baseline();
+const Isa& avx2();        // AVX2 + FMA, 8-float vectors
+const Isa& avx2_emu16();  // AVX2 + FMA running the AVX-512 tile shapes on pairs of 8-float vectors
+const Isa& avx512();      // AVX-512F, 16-float vectors
+
+template <typename T>
+const Kernels<T>& of(const Isa& isa);
+template <>
+inline const Kernels<float>& of<float>(const Isa& isa) { return isa.f32; }
+template <>
+inline const Kernels<double>& of<double>(const Isa& isa) { return isa.f64; }
+
+}  // namespace gatedrnn::isa

@@ -1,0 +1,276 @@
+// Vector types the ISA kernels are written over, one template body for every ISA.
+//
+// Include ONLY from an ISA translation unit (cpp/src/isa/kernels_*.cpp), and only inside its
+// anonymous namespace: everything here must have internal linkage, so no function compiled
+// with -mavx2 or -mavx512f can be picked by the linker for code that runs on the baseline path.
+// That is also why nothing here calls a std:: template.
+//
+// Each type V provides: T (element), W (lanes), R (register), and static functions load/store
+// (unaligned), set1, zero, add, sub, mul, div, fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
+// min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
+// nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
+// operations and_, andnot (~a & b), xor_.
+//
+// Pair<V> is a vector of twice the lanes made of two V: with V = the AVX2 type it emulates the
+// 16-float AVX-512 tiles on AVX2 hardware, so their tiles and tails run in the tests anywhere.
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+// Bit patterns and rounding constants per element type.
+template <typename T>
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+    using I = int32_t;
+    static constexpr int mantissa = 23;
+    static constexpr I bias = 127;
+    static constexpr float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+};
+template <>
+struct FloatBits<double> {
+    using I = int64_t;
+    static constexpr int mantissa = 52;
+    static constexpr I bias = 1023;
+    static constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52
+};
+
+template <typename T>
+inline typename FloatBits<T>::I bits_of(T v) {
+    typename FloatBits<T>::I i;
+    std::memcpy(&i, &v, sizeof(v));
+    return i;
+}
+
+// ---- portable scalar "vector" (any CPU) -----------------------------------------------------
+template <typename TT>
+struct Scalar {
+    using T = TT;
+    using R = TT;
+    static constexpr int W = 1;
+    static R load(const T* p) { return *p; }
+    static void store(T* p, R v) { *p = v; }
+    static R set1(T v) { return v; }
+    static R zero() { return T(0); }
+    static R add(R a, R b) { return a + b; }
+    static R sub(R a, R b) { return a - b; }
+    static R mul(R a, R b) { return a * b; }
+    static R div(R a, R b) { return a / b; }
+    static R fmadd(R a, R b, R c) { return a * b + c; }
+    static R max_keep_nan(R lo, R x) { return x < lo ? lo : x; }
+    static R min_keep_nan(R hi, R x) { return x > hi ? hi : x; }
+    static R round(R x) { return (x + FloatBits<T>::magic) - FloatBits<T>::magic; }
+    static R pow2n(R n) {
+        using I = typename FloatBits<T>::I;
+        const I e = static_cast<I>(n) + FloatBits<T>::bias;
+        const I b = e << FloatBits<T>::mantissa;
+        T out;
+        std::memcpy(&out, &b, sizeof(out));
+        return out;
+    }
+    static R abs(R x) { return x < T(0) ? -x : x; }
+    static R copysign_from(R magnitude, R sign_source) {
+        return sign_source < T(0) ? -magnitude : magnitude;
+    }
+};
+
+// ---- SSE2: the x86-64 baseline -------------------------------------------------------------
+#if defined(__SSE2__)
+struct Sse2F {
+    using T = float;
+    using R = __m128;
+    static constexpr int W = 4;
+    static R load(const T* p) { return _mm_loadu_ps(p); }
+    static void store(T* p, R v) { _mm_storeu_ps(p, v); }
+    static R set1(T v) { return _mm_set1_ps(v); }
+    static R zero() { return _mm_setzero_ps(); }
+    static R add(R a, R b) { return _mm_add_ps(a, b); }
+    static R sub(R a, R b) { return _mm_sub_ps(a, b); }
+    static R mul(R a, R b) { return _mm_mul_ps(a, b); }
+    static R div(R a, R b) { return _mm_div_ps(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+    static R max_keep_nan(R lo, R x) { return _mm_max_ps(lo, x); }  // returns x when x is NaN
+    static R min_keep_nan(R hi, R x) { return _mm_min_ps(hi, x); }
+    static R round(R x) { return _mm_sub_ps(_mm_add_ps(x, set1(FloatBits<T>::magic)), set1(FloatBits<T>::magic)); }
+    static R pow2n(R n) {
+        const __m128i t = _mm_castps_si128(_mm_add_ps(n, set1(FloatBits<T>::magic)));
+        const __m128i e = _mm_add_epi32(t, _mm_set1_epi32(127 - bits_of(FloatBits<T>::magic)));
+        return _mm_castsi128_ps(_mm_slli_epi32(e, 23));
+    }
+    static R abs(R x) { return _mm_andnot_ps(_mm_set1_ps(-0.0f), x); }
+    static R copysign_from(R m, R s) {
+        return _mm_or_ps(m, _mm_and_ps(_mm_set1_ps(-0.0f), s));
+    }
+};
+struct Sse2D {
+    using T = double;
+    using R = __m128d;
+    static constexpr int W = 2;
+    static R load(const T* p) { return _mm_loadu_pd(p); }
+    static void store(T* p, R v) { _mm_storeu_pd(p, v); }
+    static R set1(T v) { return _mm_set1_pd(v); }
+    static R zero() { return _mm_setzero_pd(); }
+    static R add(R a, R b) { return _mm_add_pd(a, b); }
+    static R sub(R a, R b) { return _mm_sub_pd(a, b); }
+    static R mul(R a, R b) { return _mm_mul_pd(a, b); }
+    static R div(R a, R b) { return _mm_div_pd(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+    static R max_keep_nan(R lo, R x) { return _mm_max_pd(lo, x); }
+    static R min_keep_nan(R hi, R x) { return _mm_min_pd(hi, x); }
+    static R round(R x) { return _mm_sub_pd(_mm_add_pd(x, set1(FloatBits<T>::magic)), set1(FloatBits<T>::magic)); }
+    static R pow2n(R n) {
+        const __m128i t = _mm_castpd_si128(_mm_add_pd(n, set1(FloatBits<T>::magic)));
+        const __m128i e = _mm_add_epi64(t, _mm_set1_epi64x(1023 - bits_of(FloatBits<T>::magic)));
+        return _mm_castsi128_pd(_mm_slli_epi64(e, 52));
+    }
+    static R abs(R x) { return _mm_andnot_pd(_mm_set1_pd(-0.0), x); }
+    static R copysign_from(R m, R s) { return _mm_or_pd(m, _mm_and_pd(_mm_set1_pd(-0.0), s)); }
+};
+#endif
+
+// ---- AVX2 + FMA ----------------------------------------------------------------------------
+#if defined(__AVX2__) && defined(__FMA__)
+struct Avx2F {
+    using T = float;
+    using R = __m256;
+    static constexpr int W = 8;
+    static R load(const T* p) { return _mm256_loadu_ps(p); }
+    static void store(T* p, R v) { _mm256_storeu_ps(p, v); }
+    static R set1(T v) { return _mm256_set1_ps(v); }
+    static R zero() { return _mm256_setzero_ps(); }
+    static R add(R a, R b) { return _mm256_add_ps(a, b); }
+    static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+    static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+    static R div(R a, R b) { return _mm256_div_ps(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+    static R max_keep_nan(R lo, R x) { return _mm256_max_ps(lo, x); }
+    static R min_keep_nan(R hi, R x) { return _mm256_min_ps(hi, x); }
+    static R round(R x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static R pow2n(R n) {
+        const __m256i t = _mm256_castps_si256(_mm256_add_ps(n, set1(FloatBits<T>::magic)));
+        const __m256i e = _mm256_add_epi32(t, _mm256_set1_epi32(127 - bits_of(FloatBits<T>::magic)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+    }
+    static R abs(R x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+    static R copysign_from(R m, R s) { return _mm256_or_ps(m, _mm256_and_ps(_mm256_set1_ps(-0.0f), s)); }
+};
+struct Avx2D {
+    using T = double;
+    using R = __m256d;
+    static constexpr int W = 4;
+    static R load(const T* p) { return _mm256_loadu_pd(p); }
+    static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
+    static R set1(T v) { return _mm256_set1_pd(v); }
+    static R zero() { return _mm256_setzero_pd(); }
+    static R add(R a, R b) { return _mm256_add_pd(a, b); }
+    static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
+    static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+    static R div(R a, R b) { return _mm256_div_pd(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+    static R max_keep_nan(R lo, R x) { return _mm256_max_pd(lo, x); }
+    static R min_keep_nan(R hi, R x) { return _mm256_min_pd(hi, x); }
+    static R round(R x) { return _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static R pow2n(R n) {
+        const __m256i t = _mm256_castpd_si256(_mm256_add_pd(n, set1(FloatBits<T>::magic)));
+        const __m256i e = _mm256_add_epi64(t, _mm256_set1_epi64x(1023 - bits_of(FloatBits<T>::magic)));
+        return _mm256_castsi256_pd(_mm256_slli_epi64(e, 52));
+    }
+    static R abs(R x) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), x); }
+    static R copysign_from(R m, R s) { return _mm256_or_pd(m, _mm256_and_pd(_mm256_set1_pd(-0.0), s)); }
+};
+#endif
+
+// ---- AVX-512F ------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+struct Avx512F {
+    using T = float;
+    using R = __m512;
+    static constexpr int W = 16;
+    static R load(const T* p) { return _mm512_loadu_ps(p); }
+    static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
+    static R set1(T v) { return _mm512_set1_ps(v); }
+    static R zero() { return _mm512_setzero_ps(); }
+    static R add(R a, R b) { return _mm512_add_ps(a, b); }
+    static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+    static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+    static R div(R a, R b) { return _mm512_div_ps(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+    static R max_keep_nan(R lo, R x) { return _mm512_max_ps(lo, x); }
+    static R min_keep_nan(R hi, R x) { return _mm512_min_ps(hi, x); }
+    static R round(R x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static R pow2n(R n) {
+        const __m512i t = _mm512_castps_si512(_mm512_add_ps(n, set1(FloatBits<T>::magic)));
+        const __m512i e = _mm512_add_epi32(t, _mm512_set1_epi32(127 - bits_of(FloatBits<T>::magic)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+    }
+    static R abs(R x) {
+        return _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(int32_t(0x80000000u)), _mm512_castps_si512(x)));
+    }
+    static R copysign_from(R m, R s) {
+        const __m512i sign = _mm512_and_si512(_mm512_set1_epi32(int32_t(0x80000000u)), _mm512_castps_si512(s));
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), sign));
+    }
+};
+struct Avx512D {
+    using T = double;
+    using R = __m512d;
+    static constexpr int W = 8;
+    static R load(const T* p) { return _mm512_loadu_pd(p); }
+    static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
+    static R set1(T v) { return _mm512_set1_pd(v); }
+    static R zero() { return _mm512_setzero_pd(); }
+    static R add(R a, R b) { return _mm512_add_pd(a, b); }
+    static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
+    static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
+    static R div(R a, R b) { return _mm512_div_pd(a, b); }
+    static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+    static R max_keep_nan(R lo, R x) { return _mm512_max_pd(lo, x); }
+    static R min_keep_nan(R hi, R x) { return _mm512_min_pd(hi, x); }
+    static R round(R x) { return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static R pow2n(R n) {
+        const __m512i t = _mm512_castpd_si512(_mm512_add_pd(n, set1(FloatBits<T>::magic)));
+        const __m512i e = _mm512_add_epi64(t, _mm512_set1_epi64(1023 - bits_of(FloatBits<T>::magic)));
+        return _mm512_castsi512_pd(_mm512_slli_epi64(e, 52));
+    }
+    static R abs(R x) {
+        return _mm512_castsi512_pd(_mm512_andnot_si512(_mm512_set1_epi64(int64_t(0x8000000000000000ull)), _mm512_castpd_si512(x)));
+    }
+    static R copysign_from(R m, R s) {
+        const __m512i sign = _mm512_and_si512(_mm512_set1_epi64(int64_t(0x8000000000000000ull)), _mm512_castpd_si512(s));
+        return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(m), sign));
+    }
+};
+#endif
+
+// ---- two of a kind: twice the lanes (AVX-512 tiles emulated on AVX2) -------------------------
+template <class V>
+struct Pair {
+    using T = typename V::T;
+    struct R {
+        typename V::R lo, hi;
+    };
+    static constexpr int W = 2 * V::W;
+    static R make(typename V::R lo, typename V::R hi) { R r; r.lo = lo; r.hi = hi; return r; }
+    static R load(const T* p) { return make(V::load(p), V::load(p + V::W)); }
+    static void store(T* p, R v) { V::store(p, v.lo); V::store(p + V::W, v.hi); }
+    static R set1(T v) { return make(V::set1(v), V::set1(v)); }
+    static R zero() { return make(V::zero(), V::zero()); }
+#define GATEDRNN_PAIR2(name) \
+    static R name(R a, R b) { return make(V::name(a.lo, b.lo), V::name(a.hi, b.hi)); }
+    GATEDRNN_PAIR2(add)
+    GATEDRNN_PAIR2(sub)
+    GATEDRNN_PAIR2(mul)
+    GATEDRNN_PAIR2(div)
+    GATEDRNN_PAIR2(max_keep_nan)
+    GATEDRNN_PAIR2(min_keep_nan)
+    GATEDRNN_PAIR2(copysign_from)
+#undef GATEDRNN_PAIR2
+    static R fmadd(R a, R b, R c) { return make(V::fmadd(a.lo, b.lo, c.lo), V::fmadd(a.hi, b.hi, c.hi)); }
+    static R round(R x) { return make(V::round(x.lo), V::round(x.hi)); }
+    static R pow2n(R n) { return make(V::pow2n(n.lo), V::pow2n(n.hi)); }
+    static R abs(R x) { return make(V::abs(x.lo), V::abs(x.hi)); }
+};

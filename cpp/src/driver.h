@@ -1,22 +1,20 @@
-// Internal: the sequence driver shared by every cell (level 1 of the core, DESIGN.md §3).
+// Internal: the sequence driver shared by every cell (level 1 of the core, DESIGN.md §3-4).
 //
 // It owns what does not depend on the cell: the packed schedule of (t, b) pairs, the input
-// projection as ONE GEMM over all valid rows before the time loop, the time loop over the
-// running prefix of the batch, the training workspace, and in backward the weight and input
-// gradients as big GEMMs/reductions over all valid rows after the loop. A cell (rnn_cell.h,
-// gru_cell.h, lstm_cell.h) supplies its gate count, bias folding and the per-step work: the
-// recurrent GEMM(s) and the pointwise math (levels 2-3).
+// projection as ONE GEMM over all valid rows before the time loop, the time loop itself, the
+// training workspace, and in backward the weight and input gradients as big GEMMs/reductions
+// over all valid rows after the loop.
 //
-// Cell interface (all sizes in elements; `Bs` rows of the running prefix):
-//   static constexpr int G;                     gates
-//   static constexpr int extra_planes;          saved (T*B, H) planes beyond act and h_prev
-//   static constexpr bool has_cell_state;       LSTM's c
-//   void fold_bias(T* bias, const Weights<T>&, H)  (G*H) bias added to the input projection
-//   void pack_forward(PackedB<T> (&)[2], const Weights<T>&, H)   recurrent weights, once a call
-//   void pack_backward(PackedB<T> (&)[2], const Weights<T>&, H)
-//   void forward_step(const StepForward<T>&)
-//   void backward_step(const StepBackward<T>&)
-//   void hidden_weight_grads(const HiddenGrads<T>&)  dW_hh and db_hh after the loop
+// The time loop runs in ONE parallel region for the whole sequence. Two ways to split a step:
+// - by hidden units ("weight-stationary"): each thread owns a fixed slice of hidden units with
+//   ALL their gates (the recurrent weights are packed per gate, in panels, so a slice is a range
+//   of panels) and computes that slice's GEMM and pointwise math; its slice of W_hh stays in its
+//   cache for the whole sequence. One barrier per GEMM phase and step.
+// - by batch rows: each thread runs whole sequences (every hidden unit), no barrier at all.
+//   Chosen when the batch gives every thread at least two full row tiles and W_hh is small
+//   enough to stream from cache.
+// A cell (rnn_cell.h, gru_cell.h, lstm_cell.h) supplies its phases: which packed gate blocks
+// each phase multiplies and which pointwise kernel (isa/kernels.h) it applies.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +24,7 @@
 #include "gatedrnn/common.h"
 #include "gatedrnn/gemm.h"
 #include "gatedrnn/threads.h"
+#include "isa/dispatch.h"
 #include "packed.h"
 #include "parallel.h"
 #include "schedule.h"
@@ -54,38 +53,52 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
     return checked_mul(seq.rows(), checked_mul(seq.H, G + 1 + extra_planes));
 }
 
-// What a cell's forward step sees: the Bs running rows of iteration s.
+// The part of a step one thread computes: rows first, first + step, ... of the running prefix,
+// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end).
+struct Slice {
+    int64_t row_first = 0, row_step = 1;
+    int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
+    int64_t rows(int64_t Bs) const {
+        return row_first < Bs ? (Bs - row_first + row_step - 1) / row_step : 0;
+    }
+};
+
+// Everything a step of the forward pass reads and writes. Buffers are (B, .) over the sorted
+// batch; the planes' pointers are already offset to this step's first packed row.
 template <typename T>
 struct StepForward {
     int64_t Bs, H;
-    T* xw;              // (Bs, G*H) projected inputs + folded bias; training: overwritten by gate activations
-    const T* h_rec;     // (Bs, H) m (.) h_{t-1}: what feeds W_hh
-    T* h;               // (Bs, H) in h_{t-1}, out h_t
-    T* c;               // (Bs, H) LSTM: in c_{t-1}, out c_t
-    T* gates;           // (Bs, G*H) scratch
-    T* scratch;         // (Bs, H) scratch
-    T* save[2];         // (Bs, H) this step's rows of the extra planes (training), else nullptr
+    T* xw;                  // (Bs, G*H) input projection (+ folded bias); training: activations
+    const T* h;             // (B, H) h_{t-1}
+    const T* h_rec;         // (B, H) m (.) h_{t-1}: what feeds W_hh
+    T* h_out;               // (B, H) h_t
+    T* h_rec_out;           // (B, H) m (.) h_t, or nullptr without a mask
+    const T* mask;          // (B, H) or nullptr
+    T* c;                   // (B, H) LSTM state, updated in place
+    T* gates;               // (B, G*H) recurrent pre-activations
+    T* rh;                  // (B, H) reset-before GRU: r (.) h'
+    T* save[2];             // (Bs, H) rows of the extra planes (training), else nullptr
     bool training;
     const Weights<T>* w;
-    const PackedB<T>* packed;  // the cell's pack_forward result
+    const PackedB<T>* packed;   // G blocks: W_hh[g]^T (H, H)
+    const isa::Kernels<T>* k;
 };
 
-// What a cell's backward step sees: the Bs running rows of iteration s.
 template <typename T>
 struct StepBackward {
     int64_t Bs, H;
-    const T* act;       // (Bs, G*H) saved gate activations
-    const T* h_prev;    // (Bs, H) unmasked h_{t-1}
-    const T* mask;      // (Bs, H) recurrent mask rows, or nullptr
-    const T* saved[2];  // (Bs, H) this step's rows of the extra planes
-    T* dh;              // (Bs, H) in dL/dh_t, out dL/dh_{t-1}
-    T* dc;              // (Bs, H) LSTM: in dL/dc_t, out dL/dc_{t-1}
-    T* dg;              // (Bs, G*H) out: gradient of the input-side gate pre-activations
-    T* dg_extra;        // (Bs, H) out: cell-specific recurrent-side gradient plane rows
-    T* scratch;         // (Bs, H) scratch
-    T* scratch2;        // (Bs, H) scratch
-    const Weights<T>* w;
-    const PackedB<T>* packed;  // the cell's pack_backward result
+    const T* act;           // (Bs, G*H) saved activations
+    const T* h_prev;        // (Bs, H) unmasked h_{t-1}
+    const T* mask;          // (B, H) or nullptr
+    const T* saved[2];      // (Bs, H) extra planes
+    T* dh;                  // (B, H) in dL/dh_t, out dL/dh_{t-1}
+    T* dc;                  // (B, H) LSTM
+    T* dg;                  // (Bs, G*H) this step's rows of dG
+    T* dg_extra;            // (Bs, H) reset-after GRU: dn_pre (.) r
+    T* dh_rec;              // (B, H) gradient reaching h' = m (.) h_{t-1}
+    T* direct;              // (B, H) GRU: z (.) dh_t
+    const PackedB<T>* packed;   // G blocks: W_hh[g] (H, H)
+    const isa::Kernels<T>* k;
 };
 
 // What a cell needs to form dW_hh and db_hh after the loop (all over the N packed rows).
@@ -101,15 +114,18 @@ struct HiddenGrads {
     const T* saved[2];     // (N, H) extra planes
 };
 
-// Applies m (.) h for the running rows (h_rec = h when there is no mask).
+// C rows of the slice (+)= A rows . packed gate block g, for the slice's panels. A and C are
+// row-major with the given row strides; row j of the slice is row first + i * step.
 template <typename T>
-const T* masked_rows(T* out, const T* h, const T* mask, int64_t Bs, int64_t H) {
-    if (!mask) return h;
-    for (int64_t k = 0; k < Bs * H; ++k) out[k] = h[k] * mask[k];
-    return out;
+void slice_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, const PackedB<T>& Bg,
+                T beta, T* C, int64_t ldc) {
+    const int64_t M = sl.rows(Bs);
+    if (M == 0) return;
+    gemm_packed(M, A + sl.row_first * lda, lda * sl.row_step, Bg, sl.p_begin, sl.p_end, beta,
+                C + sl.row_first * ldc, ldc * sl.row_step);
 }
 
-// out (G*H) = column sums of m (N, G*H).
+// dst (N, cols) = column sums into out (cols).
 template <typename T>
 void column_sums(T* out, const T* m, int64_t N, int64_t cols) {
     std::fill(out, out + cols, T(0));
@@ -126,6 +142,69 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
     storage.reset(checked_mul(sched.packed, cols));
     gather_rows(storage.get(), x, sched.source, cols);
     return storage.get();
+}
+
+// How one sequence's time loop is spread over threads.
+struct TeamPlan {
+    int threads = 1;
+    bool batch_split = false;
+};
+
+template <typename T>
+TeamPlan plan_team(int64_t B, int64_t G, int64_t H, int64_t panels, int64_t mr) {
+    TeamPlan plan;
+    const double step_work = static_cast<double>(B) * G * H * H;
+    plan.threads = threads_for_work(step_work);
+    if (plan.threads <= 1) return plan;
+    const double weight_bytes = static_cast<double>(G) * H * H * sizeof(T);
+    plan.batch_split = B >= 2 * mr * plan.threads && weight_bytes <= 2.0 * 1024 * 1024;
+    if (!plan.batch_split) plan.threads = static_cast<int>(std::min<int64_t>(plan.threads, panels));
+    return plan;
+}
+
+inline Slice slice_for(const TeamPlan& plan, int tid, int64_t panels, int64_t nr, int64_t H) {
+    Slice sl;
+    if (plan.batch_split) {
+        sl.row_first = tid;
+        sl.row_step = plan.threads;
+        sl.p_begin = 0;
+        sl.p_end = panels;
+    } else {
+        sl.p_begin = panels * tid / plan.threads;
+        sl.p_end = panels * (tid + 1) / plan.threads;
+    }
+    sl.u_begin = std::min(sl.p_begin * nr, H);
+    sl.u_end = std::min(sl.p_end * nr, H);
+    return sl;
+}
+
+// Runs body(tid, barrier) on plan.threads threads (inline when one). body must not throw.
+template <typename Body>
+void run_team(const TeamPlan& plan, Body&& body) {
+    if (plan.threads <= 1) {
+        body(0, [] {});
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(plan.threads)
+    {
+        body(omp_get_thread_num(), [] {
+#pragma omp barrier
+        });
+    }
+#else
+    body(0, [] {});
+#endif
+}
+
+// Copies own units of own rows: dst row dst_row(j) = src row j.
+template <typename T, typename DstRow>
+void copy_slice_rows(const Slice& sl, int64_t Bs, const T* src, int64_t H, DstRow dst_row) {
+    const int64_t n = sl.u_end - sl.u_begin;
+    for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
+        T* d = dst_row(j);
+        if (d) std::memcpy(d + sl.u_begin, src + j * H + sl.u_begin, n * sizeof(T));
+    }
 }
 
 template <typename Cell, typename T>
@@ -155,39 +234,69 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(1), xw, GH);
     }
 
-    // 2. The time loop over the running prefix of the sorted batch.
-    PackedB<T> packed[2];
-    cell.pack_forward(packed, w, H);
-    Buffer<T> h(B * H), c(Cell::has_cell_state ? B * H : 0), h_rec(mask ? B * H : 0),
-        mask_sorted(mask ? B * H : 0), gates(B * GH), scratch(B * H);
-    gather_state(h.get(), h0, sched.order, H);
+    // 2. The time loop, in one parallel region.
+    PackedB<T> packed[G];
+    for (int g = 0; g < G; ++g) pack_b(packed[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+    const isa::Kernels<T>& k = *packed[0].kernels;
+    Buffer<T> h_buf[2] = {Buffer<T>(B * H), Buffer<T>(B * H)};
+    Buffer<T> h_rec_buf[2] = {Buffer<T>(mask ? B * H : 0), Buffer<T>(mask ? B * H : 0)};
+    Buffer<T> c(Cell::has_cell_state ? B * H : 0), mask_sorted(mask ? B * H : 0), gates(B * GH),
+        rh(B * H);
+    gather_state(h_buf[0].get(), h0, sched.order, H);
     if (Cell::has_cell_state) gather_state(c.get(), c0, sched.order, H);
-    if (mask) gather_state(mask_sorted.get(), mask, sched.order, H);
-    if (N != seq.rows()) std::fill(y, y + seq.rows() * H, T(0));
-
-    for (int64_t s = 0; s < sched.steps; ++s) {
-        const int64_t Bs = sched.active[s], p0 = sched.offset[s];
-        if (training) std::copy(h.get(), h.get() + Bs * H, planes.h_prev + p0 * H);
-        StepForward<T> step{};
-        step.Bs = Bs;
-        step.H = H;
-        step.xw = xw + p0 * GH;
-        step.h_rec = masked_rows(h_rec.get(), h.get(), mask ? mask_sorted.get() : nullptr, Bs, H);
-        step.h = h.get();
-        step.c = c.get();
-        step.gates = gates.get();
-        step.scratch = scratch.get();
-        for (int e = 0; e < Cell::extra_planes; ++e)
-            step.save[e] = training ? planes.extra[e] + p0 * H : nullptr;
-        step.training = training;
-        step.w = &w;
-        step.packed = packed;
-        cell.forward_step(step);
-        for (int64_t j = 0; j < Bs; ++j)
-            std::copy(h.get() + j * H, h.get() + (j + 1) * H, y + sched.source[p0 + j] * H);
+    if (mask) {
+        gather_state(mask_sorted.get(), mask, sched.order, H);
+        for (int64_t i = 0; i < B * H; ++i) h_rec_buf[0].get()[i] = h_buf[0].get()[i] * mask_sorted.get()[i];
     }
-    scatter_state(h_n, h.get(), sched.order, H);
-    if (Cell::has_cell_state) scatter_state(c_n, c.get(), sched.order, H);
+    if (N != seq.rows()) std::fill(y, y + seq.rows() * H, T(0));
+    // Entries of length 0 keep their initial state; the others are written at their last step.
+    for (int64_t j = 0; j < B; ++j)
+        if (sched.len[j] == 0) {
+            std::copy(h_buf[0].get() + j * H, h_buf[0].get() + (j + 1) * H, h_n + sched.order[j] * H);
+            if (Cell::has_cell_state)
+                std::copy(c.get() + j * H, c.get() + (j + 1) * H, c_n + sched.order[j] * H);
+        }
+
+    const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
+    run_team(plan, [&](int tid, auto barrier) {
+        const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
+        for (int64_t s = 0; s < sched.steps; ++s) {
+            const int64_t Bs = sched.active[s], p0 = sched.offset[s];
+            const int cur = s & 1, nxt = cur ^ 1;
+            StepForward<T> a{};
+            a.Bs = Bs;
+            a.H = H;
+            a.xw = xw + p0 * GH;
+            a.h = h_buf[cur].get();
+            a.h_rec = mask ? h_rec_buf[cur].get() : h_buf[cur].get();
+            a.h_out = h_buf[nxt].get();
+            a.h_rec_out = mask ? h_rec_buf[nxt].get() : nullptr;
+            a.mask = mask ? mask_sorted.get() : nullptr;
+            a.c = c.get();
+            a.gates = gates.get();
+            a.rh = rh.get();
+            for (int e = 0; e < Cell::extra_planes; ++e)
+                a.save[e] = training ? planes.extra[e] + p0 * H : nullptr;
+            a.training = training;
+            a.w = &w;
+            a.packed = packed;
+            a.k = &k;
+            if (training)
+                copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
+            for (int phase = 0; phase < cell.forward_phases(); ++phase) {
+                cell.forward_phase(phase, a, sl);
+                if (!plan.batch_split) barrier();
+            }
+            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * H; });
+            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) {
+                return sched.len[j] == s + 1 ? h_n + sched.order[j] * H : nullptr;
+            });
+            if (Cell::has_cell_state)
+                copy_slice_rows(sl, Bs, a.c, H, [&](int64_t j) {
+                    return sched.len[j] == s + 1 ? c_n + sched.order[j] * H : nullptr;
+                });
+        }
+    });
 }
 
 template <typename Cell, typename T>
@@ -203,45 +312,54 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         carve_workspace(const_cast<T*>(workspace), seq, G, Cell::extra_planes);
 
     // 1. The sequential part: per step the pointwise gate gradients and dh_{t-1} = dG W_hh.
-    PackedB<T> packed[2];
-    cell.pack_backward(packed, w, H);
+    PackedB<T> packed[G];
+    for (int g = 0; g < G; ++g) pack_b(packed[g], Trans::no, w.w_hh + g * H * H, H, H, H);
+    const isa::Kernels<T>& k = *packed[0].kernels;
     Buffer<T> dg(checked_mul(N, GH)), dg_extra(cell.uses_dg_extra() ? checked_mul(N, H) : 0);
     Buffer<T> dh(B * H), dc(Cell::has_cell_state ? B * H : 0), mask_sorted(mask ? B * H : 0),
-        scratch(B * H), scratch2(B * H);
+        dh_rec(B * H), direct(B * H);
     gather_state(dh.get(), dh_n, sched.order, H);
     if (Cell::has_cell_state) gather_state(dc.get(), dc_n, sched.order, H);
     if (mask) gather_state(mask_sorted.get(), mask, sched.order, H);
     if (dh_seq && N != seq.rows()) std::fill(dh_seq, dh_seq + seq.rows() * H, T(0));
 
-    for (int64_t s = sched.steps - 1; s >= 0; --s) {
-        const int64_t Bs = sched.active[s], p0 = sched.offset[s];
-        if (dy)
-            for (int64_t j = 0; j < Bs; ++j) {
-                const T* src = dy + sched.source[p0 + j] * H;
-                T* d = dh.get() + j * H;
-                for (int64_t k = 0; k < H; ++k) d[k] += src[k];
+    const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
+    run_team(plan, [&](int tid, auto barrier) {
+        const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
+        const int64_t n = sl.u_end - sl.u_begin;
+        for (int64_t s = sched.steps - 1; s >= 0; --s) {
+            const int64_t Bs = sched.active[s], p0 = sched.offset[s];
+            for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
+                T* d = dh.get() + j * H + sl.u_begin;
+                if (dy) {
+                    const T* src = dy + sched.source[p0 + j] * H + sl.u_begin;
+                    for (int64_t u = 0; u < n; ++u) d[u] += src[u];
+                }
+                if (dh_seq) std::memcpy(dh_seq + sched.source[p0 + j] * H + sl.u_begin, d, n * sizeof(T));
             }
-        if (dh_seq)
-            for (int64_t j = 0; j < Bs; ++j)
-                std::copy(dh.get() + j * H, dh.get() + (j + 1) * H,
-                          dh_seq + sched.source[p0 + j] * H);
-        StepBackward<T> step{};
-        step.Bs = Bs;
-        step.H = H;
-        step.act = planes.act + p0 * GH;
-        step.h_prev = planes.h_prev + p0 * H;
-        step.mask = mask ? mask_sorted.get() : nullptr;
-        for (int e = 0; e < Cell::extra_planes; ++e) step.saved[e] = planes.extra[e] + p0 * H;
-        step.dh = dh.get();
-        step.dc = dc.get();
-        step.dg = dg.get() + p0 * GH;
-        step.dg_extra = dg_extra.get() + p0 * H;
-        step.scratch = scratch.get();
-        step.scratch2 = scratch2.get();
-        step.w = &w;
-        step.packed = packed;
-        cell.backward_step(step);
-    }
+            StepBackward<T> a{};
+            a.Bs = Bs;
+            a.H = H;
+            a.act = planes.act + p0 * GH;
+            a.h_prev = planes.h_prev + p0 * H;
+            a.mask = mask ? mask_sorted.get() : nullptr;
+            for (int e = 0; e < Cell::extra_planes; ++e) a.saved[e] = planes.extra[e] + p0 * H;
+            a.dh = dh.get();
+            a.dc = dc.get();
+            a.dg = dg.get() + p0 * GH;
+            a.dg_extra = cell.uses_dg_extra() ? dg_extra.get() + p0 * H : nullptr;
+            a.dh_rec = dh_rec.get();
+            a.direct = direct.get();
+            a.packed = packed;
+            a.k = &k;
+            // Phases are separated by barriers; the last (the dh GEMM) only reads rows of dG that
+            // every thread finished before the barrier, so steps need none between them.
+            for (int phase = 0; phase < cell.backward_phases(); ++phase) {
+                if (phase > 0 && !plan.batch_split) barrier();
+                cell.backward_phase(phase, a, sl);
+            }
+        }
+    });
     scatter_state(dh0, dh.get(), sched.order, H);
     if (Cell::has_cell_state) scatter_state(dc0, dc.get(), sched.order, H);
 
@@ -265,8 +383,10 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     if (mask) {
         h_rec_storage.reset(checked_mul(N, H));
         for (int64_t s = 0; s < sched.steps; ++s)
-            masked_rows(h_rec_storage.get() + sched.offset[s] * H,
-                        planes.h_prev + sched.offset[s] * H, mask_sorted.get(), sched.active[s], H);
+            for (int64_t i = 0; i < sched.active[s] * H; ++i) {
+                const int64_t at = sched.offset[s] * H + i;
+                h_rec_storage.get()[at] = planes.h_prev[at] * mask_sorted.get()[i];
+            }
         h_rec = h_rec_storage.get();
     }
     HiddenGrads<T> hg{};
@@ -282,13 +402,86 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     cell.hidden_weight_grads(hg);
 }
 
-// Runs body(j) for the Bs rows of a step, on as many threads as the work is worth.
-template <typename Body>
-void for_rows(int64_t Bs, int64_t work_per_row, Body&& body) {
-    const int threads = threads_for_work(static_cast<double>(Bs) * work_per_row);
-    parallel_chunks(Bs, threads, [&](int64_t begin, int64_t end, int) {
-        for (int64_t j = begin; j < end; ++j) body(j);
-    });
+// A row of a cell's pointwise kernel: own units of row j of a forward step.
+template <typename T>
+isa::Row<T> forward_row(const StepForward<T>& a, const Slice& sl, int64_t j) {
+    const int64_t H = a.H, u = sl.u_begin;
+    isa::Row<T> r;
+    r.n = sl.u_end - sl.u_begin;
+    r.H = H;
+    r.training = a.training;
+    r.h_prev = a.h + j * H + u;
+    r.h_rec = a.h_rec + j * H + u;
+    r.mask = a.mask ? a.mask + j * H + u : nullptr;
+    r.h_out = a.h_out + j * H + u;
+    r.h_rec_out = a.h_rec_out ? a.h_rec_out + j * H + u : nullptr;
+    r.c = a.c ? a.c + j * H + u : nullptr;
+    r.save0 = a.save[0] ? a.save[0] + j * H + u : nullptr;
+    r.save1 = a.save[1] ? a.save[1] + j * H + u : nullptr;
+    r.rh = a.rh + j * H + u;
+    return r;
+}
+
+template <typename T>
+isa::Row<T> backward_row(const StepBackward<T>& a, const Slice& sl, int64_t j) {
+    const int64_t H = a.H, u = sl.u_begin;
+    isa::Row<T> r;
+    r.n = sl.u_end - sl.u_begin;
+    r.H = H;
+    r.h_prev = a.h_prev + j * H + u;
+    r.mask = a.mask ? a.mask + j * H + u : nullptr;
+    r.saved0 = a.saved[0] ? a.saved[0] + j * H + u : nullptr;
+    r.saved1 = a.saved[1] ? a.saved[1] + j * H + u : nullptr;
+    r.dh = a.dh + j * H + u;
+    r.dc = a.dc ? a.dc + j * H + u : nullptr;
+    r.dg_extra = a.dg_extra ? a.dg_extra + j * H + u : nullptr;
+    r.direct = a.direct + j * H + u;
+    r.d_rh = a.dh_rec + j * H + u;
+    return r;
+}
+
+// For each gate g in [g0, g1): C_g (+)= A_g . packed[g] over the slice, where A_g = A + g * a_gate
+// and C_g = C + g * c_gate (a_gate/c_gate 0: the same A or C for every gate). With accumulate,
+// the first gate adds to C too; otherwise it overwrites.
+template <typename T>
+void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_gate,
+                const PackedB<T>* packed, int g0, int g1, T* C, int64_t ldc, int64_t c_gate,
+                bool accumulate) {
+    for (int g = g0; g < g1; ++g)
+        slice_gemm(sl, Bs, A + g * a_gate, lda, packed[g],
+                   (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0), C + g * c_gate, ldc);
+}
+
+// Calls f(row) for own rows of the running prefix, the row's gate-strided pointers set.
+template <typename T, typename F>
+void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
+    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step) {
+        isa::Row<T> r = forward_row(a, sl, j);
+        r.xw = a.xw + j * G * a.H + sl.u_begin;
+        r.gates = a.gates + j * G * a.H + sl.u_begin;
+        f(r, j);
+    }
+}
+template <typename T, typename F>
+void backward_rows(const StepBackward<T>& a, const Slice& sl, int64_t G, F f) {
+    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step) {
+        isa::Row<T> r = backward_row(a, sl, j);
+        r.act = a.act + j * G * a.H + sl.u_begin;
+        r.dg = a.dg + j * G * a.H + sl.u_begin;
+        f(r, j);
+    }
+}
+
+// dh_{t-1} over the slice = m (.) dh_rec (+ direct, the GRU's unmasked z (.) dh_t path).
+template <typename T>
+void finish_dh(const StepBackward<T>& a, const Slice& sl, bool with_direct) {
+    const int64_t H = a.H;
+    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step)
+        for (int64_t u = sl.u_begin; u < sl.u_end; ++u) {
+            const int64_t i = j * H + u;
+            T v = a.mask ? a.dh_rec[i] * a.mask[i] : a.dh_rec[i];
+            a.dh[i] = with_direct ? v + a.direct[i] : v;
+        }
 }
 
 }  // namespace gatedrnn::detail

@@ -1,7 +1,6 @@
 // Internal: the vanilla RNN step (see gatedrnn/rnn.h for the equations).
 #pragma once
 
-#include "activations.h"
 #include "driver.h"
 #include "gatedrnn/rnn.h"
 
@@ -14,48 +13,32 @@ struct RnnCell {
     static constexpr bool has_cell_state = false;
     Activation activation;
     bool uses_dg_extra() const { return false; }
+    int forward_phases() const { return 1; }
+    int backward_phases() const { return 2; }
 
     void fold_bias(T* bias, const Weights<T>& w, int64_t H) const {
-        add_biases(bias, w.b_ih, w.b_hh, H);
+        for (int64_t k = 0; k < H; ++k)
+            bias[k] = (w.b_ih ? w.b_ih[k] : T(0)) + (w.b_hh ? w.b_hh[k] : T(0));
     }
 
-    void pack_forward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
-        pack_b(p[0], Trans::yes, w.w_hh, H, H, H);  // W_hh^T (H, H)
-    }
-    void pack_backward(PackedB<T> (&p)[2], const Weights<T>& w, int64_t H) const {
-        pack_b(p[0], Trans::no, w.w_hh, H, H, H);   // W_hh (H, H)
-    }
-
-    void forward_step(const StepForward<T>& a) const {
-        const int64_t H = a.H;
-        gemm_packed_parallel<T>(a.Bs, a.h_rec, H, a.packed[0], T(0), a.gates, H);
-        const bool relu_act = activation == Activation::relu;
-        for_rows(a.Bs, 8 * H, [&](int64_t j) {
-            T* xw = a.xw + j * H;
-            const T* g = a.gates + j * H;
-            T* h = a.h + j * H;
-            for (int64_t k = 0; k < H; ++k) {
-                const T pre = xw[k] + g[k];
-                h[k] = relu_act ? relu(pre) : tanh_(pre);
-                if (a.training) xw[k] = h[k];
-            }
+    void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
+        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 1, a.gates, a.H, a.H, false);
+        forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
+            r.activation = activation == Activation::relu;
+            a.k->rnn_forward(r);
         });
     }
 
-    void backward_step(const StepBackward<T>& a) const {
-        const int64_t H = a.H;
-        const bool relu_act = activation == Activation::relu;
-        for_rows(a.Bs, 2 * H, [&](int64_t j) {
-            const T* out = a.act + j * H;
-            const T* dh = a.dh + j * H;
-            T* dg = a.dg + j * H;
-            for (int64_t k = 0; k < H; ++k)
-                dg[k] = dh[k] * (relu_act ? drelu(out[k]) : dtanh(out[k]));
-        });
-        // dh_{t-1} = m (.) (dG W_hh)
-        gemm_packed_parallel<T>(a.Bs, a.dg, H, a.packed[0], T(0), a.scratch, H);
-        for (int64_t k = 0; k < a.Bs * H; ++k)
-            a.dh[k] = a.mask ? a.scratch[k] * a.mask[k] : a.scratch[k];
+    void backward_phase(int phase, const StepBackward<T>& a, const Slice& sl) const {
+        if (phase == 0) {
+            backward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
+                r.activation = activation == Activation::relu;
+                a.k->rnn_backward(r);
+            });
+            return;
+        }
+        gates_gemm(sl, a.Bs, a.dg, a.H, a.H, a.packed, 0, 1, a.dh_rec, a.H, 0, false);
+        finish_dh(a, sl, false);
     }
 
     void hidden_weight_grads(const HiddenGrads<T>& g) const {

@@ -6,8 +6,8 @@
 //        then the Taylor series of e^r to degree 7 (float) / 13 (double): truncation below
 //        0.1 ulp, so the result is within ~2 ulp.
 //   sigmoid(x) = 1 / (1 + e^-x), within ~3 ulp; x clamped to [-87, 87] (float) / [-708, 708]
-//        (double) so no subnormal is produced (beyond the clamp the true value is below the
-//        smallest normal number).
+//        (double), and exactly 0 below the clamp, where the true value is below the smallest
+//        normal number: no subnormal is produced, and a saturated gate has exactly zero slope.
 //   tanh(x) = sign(x) (-expm1(-2|x|)) / (2 + expm1(-2|x|)), with expm1 from the same reduction
 //        and a polynomial without its constant term, so small |x| keeps full relative accuracy;
 //        within ~4 ulp; |x| clamped to 9 (float) / 19.1 (double), where tanh rounds to 1.
@@ -56,9 +56,10 @@ template <class V>
 inline typename V::R sigmoid_v(typename V::R x) {
     using T = typename V::T;
     using C = Consts<T>;
-    x = V::min_keep_nan(V::set1(C::exp_hi), V::max_keep_nan(V::set1(C::exp_lo), x));
-    const auto e = exp_v<V>(V::sub(V::zero(), x));
-    return V::div(V::set1(T(1)), V::add(V::set1(T(1)), e));
+    const auto lo = V::set1(C::exp_lo);
+    const auto xc = V::min_keep_nan(V::set1(C::exp_hi), V::max_keep_nan(lo, x));
+    const auto e = exp_v<V>(V::sub(V::zero(), xc));
+    return V::zero_where_less(V::div(V::set1(T(1)), V::add(V::set1(T(1)), e)), x, lo);
 }
 
 template <class V>
@@ -182,6 +183,175 @@ struct GemmKernels {
     }
 };
 
+// ---- pointwise cell steps ----------------------------------------------------------------
+// Each walks the n units of one row: whole vectors with V, the tail with the scalar type,
+// through the same code (so the tail has the same math and accuracy).
+template <class V, class F>
+inline void sweep(int64_t n, F&& f) {
+    int64_t k = 0;
+    for (; k + V::W <= n; k += V::W) f(V{}, k);
+    for (; k < n; ++k) f(Scalar<typename V::T>{}, k);
+}
+
+template <class S>
+inline typename S::R one(const S&) { return S::set1(typename S::T(1)); }
+
+template <class V>
+struct Cells {
+    using T = typename V::T;
+    using Row = gatedrnn::isa::Row<T>;
+
+    // Writes h_t, and m (.) h_t for the next step's W_hh when there is a mask.
+    template <class S>
+    static void put_h(const Row& r, int64_t k, typename S::R h) {
+        S::store(r.h_out + k, h);
+        if (r.h_rec_out) S::store(r.h_rec_out + k, r.mask ? S::mul(h, S::load(r.mask + k)) : h);
+    }
+
+    static void rnn_forward(const Row& r) {
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto pre = S::add(S::load(r.xw + k), S::load(r.gates + k));
+            const auto h = r.activation == 1 ? S::max_keep_nan(S::zero(), pre) : tanh_v<S>(pre);
+            put_h<S>(r, k, h);
+            if (r.training) S::store(r.xw + k, h);
+        });
+    }
+    static void rnn_backward(const Row& r) {
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto a = S::load(r.act + k), dh = S::load(r.dh + k);
+            typename S::R d;
+            if (r.activation == 1) {  // relu: 1 where the output is > 0
+                T buf[S::W], out[S::W];
+                S::store(buf, a);
+                for (int i = 0; i < S::W; ++i) out[i] = buf[i] > T(0) ? T(1) : T(0);
+                d = S::load(out);
+            } else {
+                d = S::sub(one(s), S::mul(a, a));
+            }
+            S::store(r.dg + k, S::mul(dh, d));
+        });
+    }
+
+    static void lstm_forward(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto i = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
+            const auto f = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
+            const auto g = tanh_v<S>(S::add(S::load(r.xw + 2 * H + k), S::load(r.gates + 2 * H + k)));
+            const auto o = sigmoid_v<S>(S::add(S::load(r.xw + 3 * H + k), S::load(r.gates + 3 * H + k)));
+            const auto c_prev = S::load(r.c + k);
+            const auto c = S::fmadd(f, c_prev, S::mul(i, g));
+            const auto c_tanh = tanh_v<S>(c);
+            S::store(r.c + k, c);
+            put_h<S>(r, k, S::mul(o, c_tanh));
+            if (r.training) {
+                S::store(r.xw + k, i), S::store(r.xw + H + k, f);
+                S::store(r.xw + 2 * H + k, g), S::store(r.xw + 3 * H + k, o);
+                S::store(r.save0 + k, c_prev), S::store(r.save1 + k, c_tanh);
+            }
+        });
+    }
+    static void lstm_backward(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto i = S::load(r.act + k), f = S::load(r.act + H + k);
+            const auto g = S::load(r.act + 2 * H + k), o = S::load(r.act + 3 * H + k);
+            const auto c_prev = S::load(r.saved0 + k), c_tanh = S::load(r.saved1 + k);
+            const auto dh = S::load(r.dh + k);
+            const auto dc = S::fmadd(S::mul(dh, o), S::sub(one(s), S::mul(c_tanh, c_tanh)), S::load(r.dc + k));
+            S::store(r.dg + k, S::mul(S::mul(dc, g), S::mul(i, S::sub(one(s), i))));
+            S::store(r.dg + H + k, S::mul(S::mul(dc, c_prev), S::mul(f, S::sub(one(s), f))));
+            S::store(r.dg + 2 * H + k, S::mul(S::mul(dc, i), S::sub(one(s), S::mul(g, g))));
+            S::store(r.dg + 3 * H + k, S::mul(S::mul(dh, c_tanh), S::mul(o, S::sub(one(s), o))));
+            S::store(r.dc + k, S::mul(dc, f));
+        });
+    }
+
+    static void gru_ra_forward(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto rg = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
+            const auto z = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
+            auto hn = S::load(r.gates + 2 * H + k);
+            if (r.b_hn) hn = S::add(hn, S::load(r.b_hn + k));
+            const auto n = tanh_v<S>(S::fmadd(rg, hn, S::load(r.xw + 2 * H + k)));
+            const auto h_prev = S::load(r.h_prev + k);
+            put_h<S>(r, k, S::fmadd(z, S::sub(h_prev, n), n));  // (1 - z) n + z h
+            if (r.training) {
+                S::store(r.xw + k, rg), S::store(r.xw + H + k, z), S::store(r.xw + 2 * H + k, n);
+                S::store(r.save0 + k, hn);
+            }
+        });
+    }
+    static void gru_ra_backward(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto rg = S::load(r.act + k), z = S::load(r.act + H + k), n = S::load(r.act + 2 * H + k);
+            const auto dh = S::load(r.dh + k), h_prev = S::load(r.h_prev + k);
+            const auto dn_pre = S::mul(S::mul(dh, S::sub(one(s), z)), S::sub(one(s), S::mul(n, n)));
+            S::store(r.dg + k, S::mul(S::mul(dn_pre, S::load(r.saved0 + k)), S::mul(rg, S::sub(one(s), rg))));
+            S::store(r.dg + H + k, S::mul(S::mul(dh, S::sub(h_prev, n)), S::mul(z, S::sub(one(s), z))));
+            S::store(r.dg + 2 * H + k, dn_pre);
+            S::store(r.dg_extra + k, S::mul(dn_pre, rg));
+            S::store(r.direct + k, S::mul(dh, z));
+        });
+    }
+
+    // reset-before, phase 1: r, z from their pre-activations (stored back into gates), r (.) h'.
+    static void gru_rb_forward1(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto rg = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
+            const auto z = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
+            S::store(r.gates + k, rg), S::store(r.gates + H + k, z);
+            S::store(r.rh + k, S::mul(rg, S::load(r.h_rec + k)));
+        });
+    }
+    // phase 2: n from W_hn (r (.) h') in gates[2H..], then the update.
+    static void gru_rb_forward2(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto z = S::load(r.gates + H + k);
+            const auto n = tanh_v<S>(S::add(S::load(r.xw + 2 * H + k), S::load(r.gates + 2 * H + k)));
+            put_h<S>(r, k, S::fmadd(z, S::sub(S::load(r.h_prev + k), n), n));
+            if (r.training) {
+                S::store(r.xw + k, S::load(r.gates + k)), S::store(r.xw + H + k, z);
+                S::store(r.xw + 2 * H + k, n);
+            }
+        });
+    }
+    static void gru_rb_backward1(const Row& r) {
+        const int64_t H = r.H;
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto z = S::load(r.act + H + k), n = S::load(r.act + 2 * H + k);
+            const auto dh = S::load(r.dh + k), h_prev = S::load(r.h_prev + k);
+            S::store(r.dg + 2 * H + k, S::mul(S::mul(dh, S::sub(one(s), z)), S::sub(one(s), S::mul(n, n))));
+            S::store(r.dg + H + k, S::mul(S::mul(dh, S::sub(h_prev, n)), S::mul(z, S::sub(one(s), z))));
+            S::store(r.direct + k, S::mul(dh, z));
+        });
+    }
+    // after d_rh = dn_pre W_hn: dr_pre, and d_rh becomes the gradient reaching h' through r (.) h'.
+    static void gru_rb_backward2(const Row& r) {
+        sweep<V>(r.n, [&](auto s, int64_t k) {
+            using S = decltype(s);
+            const auto rg = S::load(r.act + k), d_rh = S::load(r.d_rh + k);
+            auto h_in = S::load(r.h_prev + k);
+            if (r.mask) h_in = S::mul(h_in, S::load(r.mask + k));
+            S::store(r.dg + k, S::mul(S::mul(d_rh, h_in), S::mul(rg, S::sub(one(s), rg))));
+            S::store(r.d_rh + k, S::mul(d_rh, rg));
+        });
+    }
+};
+
 template <class V>
 gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     gatedrnn::isa::Kernels<typename V::T> k;
@@ -192,5 +362,15 @@ gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     k.kernel = &GemmKernels<V>::kernel;
     k.sigmoid = &sigmoid_array<V>;
     k.tanh = &tanh_array<V>;
+    k.rnn_forward = &Cells<V>::rnn_forward;
+    k.rnn_backward = &Cells<V>::rnn_backward;
+    k.lstm_forward = &Cells<V>::lstm_forward;
+    k.lstm_backward = &Cells<V>::lstm_backward;
+    k.gru_ra_forward = &Cells<V>::gru_ra_forward;
+    k.gru_ra_backward = &Cells<V>::gru_ra_backward;
+    k.gru_rb_forward1 = &Cells<V>::gru_rb_forward1;
+    k.gru_rb_forward2 = &Cells<V>::gru_rb_forward2;
+    k.gru_rb_backward1 = &Cells<V>::gru_rb_backward1;
+    k.gru_rb_backward2 = &Cells<V>::gru_rb_backward2;
     return k;
 }

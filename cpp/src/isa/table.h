@@ -7,6 +7,39 @@
 
 namespace gatedrnn::isa {
 
+// One batch row of a cell's pointwise step, over a slice of n hidden units. Every pointer is
+// already offset to the row and to the slice's first unit; gate g of unit k is at [g * H + k]
+// in xw, gates, act and dg. Unused pointers are null.
+template <typename T>
+struct Row {
+    int64_t n = 0, H = 0;
+    int activation = 0;          // rnn: 0 tanh, 1 relu
+    bool training = false;
+    // forward
+    T* xw = nullptr;             // input projection + folded bias; training: overwritten by activations
+    T* gates = nullptr;          // recurrent pre-activations (reset-before GRU: r, z stored back)
+    const T* b_hn = nullptr;     // reset-after GRU: b_hn slice
+    const T* h_prev = nullptr;   // unmasked h_{t-1}
+    const T* h_rec = nullptr;    // m (.) h_{t-1}
+    const T* mask = nullptr;     // recurrent mask row
+    T* h_out = nullptr;          // h_t
+    T* h_rec_out = nullptr;      // m (.) h_t (when there is a mask)
+    T* c = nullptr;              // LSTM: c_{t-1} in, c_t out
+    T* save0 = nullptr;          // training planes (lstm: c_{t-1}, tanh c_t; gru: hn or r (.) h')
+    T* save1 = nullptr;
+    T* rh = nullptr;             // reset-before GRU: r (.) h' out (phase 1)
+    // backward
+    const T* act = nullptr;      // saved activations
+    const T* saved0 = nullptr;
+    const T* saved1 = nullptr;
+    const T* dh = nullptr;       // dL/dh_t
+    T* dc = nullptr;             // LSTM: dL/dc_t in, dL/dc_{t-1} out
+    T* dg = nullptr;             // gate pre-activation gradients (input side)
+    T* dg_extra = nullptr;       // reset-after GRU: dn_pre (.) r
+    T* direct = nullptr;         // GRU: z (.) dh_t
+    T* d_rh = nullptr;           // reset-before GRU: d(r (.) h') in, d h' through it out
+};
+
 template <typename T>
 struct Kernels {
     int nr;  // columns of a packed B panel (two vectors)
@@ -28,6 +61,19 @@ struct Kernels {
     // out[i] = sigma(in[i]) / tanh(in[i]) for i < n; in and out may alias.
     void (*sigmoid)(int64_t n, const T* in, T* out);
     void (*tanh)(int64_t n, const T* in, T* out);
+
+    // Pointwise steps (kernels.h has the math). Reset-before GRU runs in two phases around
+    // the W_hn GEMM, forward and backward.
+    void (*rnn_forward)(const Row<T>&);
+    void (*rnn_backward)(const Row<T>&);
+    void (*lstm_forward)(const Row<T>&);
+    void (*lstm_backward)(const Row<T>&);
+    void (*gru_ra_forward)(const Row<T>&);
+    void (*gru_ra_backward)(const Row<T>&);
+    void (*gru_rb_forward1)(const Row<T>&);
+    void (*gru_rb_forward2)(const Row<T>&);
+    void (*gru_rb_backward1)(const Row<T>&);
+    void (*gru_rb_backward2)(const Row<T>&);
 };
 
 struct Isa {

@@ -9,7 +9,8 @@
 // (unaligned), set1, zero, add, sub, mul, div, fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
 // min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
 // nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
-// operations and_, andnot (~a & b), xor_.
+// operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where x < lo, v elsewhere,
+// NaN x included).
 //
 // Pair<V> is a vector of twice the lanes made of two V: with V = the AVX2 type it emulates the
 // 16-float AVX-512 tiles on AVX2 hardware, so their tiles and tails run in the tests anywhere.
@@ -76,6 +77,7 @@ struct Scalar {
     static R copysign_from(R magnitude, R sign_source) {
         return sign_source < T(0) ? -magnitude : magnitude;
     }
+    static R zero_where_less(R v, R x, R lo) { return x < lo ? T(0) : v; }
 };
 
 // ---- SSE2: the x86-64 baseline -------------------------------------------------------------
@@ -105,6 +107,7 @@ struct Sse2F {
     static R copysign_from(R m, R s) {
         return _mm_or_ps(m, _mm_and_ps(_mm_set1_ps(-0.0f), s));
     }
+    static R zero_where_less(R v, R x, R lo) { return _mm_andnot_ps(_mm_cmplt_ps(x, lo), v); }
 };
 struct Sse2D {
     using T = double;
@@ -129,6 +132,7 @@ struct Sse2D {
     }
     static R abs(R x) { return _mm_andnot_pd(_mm_set1_pd(-0.0), x); }
     static R copysign_from(R m, R s) { return _mm_or_pd(m, _mm_and_pd(_mm_set1_pd(-0.0), s)); }
+    static R zero_where_less(R v, R x, R lo) { return _mm_andnot_pd(_mm_cmplt_pd(x, lo), v); }
 };
 #endif
 
@@ -157,6 +161,7 @@ struct Avx2F {
     }
     static R abs(R x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
     static R copysign_from(R m, R s) { return _mm256_or_ps(m, _mm256_and_ps(_mm256_set1_ps(-0.0f), s)); }
+    static R zero_where_less(R v, R x, R lo) { return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), v); }
 };
 struct Avx2D {
     using T = double;
@@ -181,6 +186,7 @@ struct Avx2D {
     }
     static R abs(R x) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), x); }
     static R copysign_from(R m, R s) { return _mm256_or_pd(m, _mm256_and_pd(_mm256_set1_pd(-0.0), s)); }
+    static R zero_where_less(R v, R x, R lo) { return _mm256_andnot_pd(_mm256_cmp_pd(x, lo, _CMP_LT_OQ), v); }
 };
 #endif
 
@@ -214,6 +220,7 @@ struct Avx512F {
         const __m512i sign = _mm512_and_si512(_mm512_set1_epi32(int32_t(0x80000000u)), _mm512_castps_si512(s));
         return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), sign));
     }
+    static R zero_where_less(R v, R x, R lo) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), v); }
 };
 struct Avx512D {
     using T = double;
@@ -243,6 +250,7 @@ struct Avx512D {
         const __m512i sign = _mm512_and_si512(_mm512_set1_epi64(int64_t(0x8000000000000000ull)), _mm512_castpd_si512(s));
         return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(m), sign));
     }
+    static R zero_where_less(R v, R x, R lo) { return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, lo, _CMP_NLT_UQ), v); }
 };
 #endif
 
@@ -273,4 +281,7 @@ struct Pair {
     static R round(R x) { return make(V::round(x.lo), V::round(x.hi)); }
     static R pow2n(R n) { return make(V::pow2n(n.lo), V::pow2n(n.hi)); }
     static R abs(R x) { return make(V::abs(x.lo), V::abs(x.hi)); }
+    static R zero_where_less(R v, R x, R lo) {
+        return make(V::zero_where_less(v.lo, x.lo, lo.lo), V::zero_where_less(v.hi, x.hi, lo.hi));
+    }
 };

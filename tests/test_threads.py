@@ -1,0 +1,272 @@
+"""Concurrency: Python threads calling the core at once, the GIL, and two OpenMP runtimes.
+
+- Several Python threads calling forward and backward at once on different data get the
+  results of serial calls.
+- The GIL is released while the core computes (another Python thread keeps running).
+- ``import torch`` before ``import gatedrnn`` and the reverse order (PyTorch ships its own
+  libgomp) both compute correctly; each order runs in a fresh interpreter with a timeout.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gatedrnn
+import gatedrnn.functional as F
+import gatedrnn.reference as R
+from conftest import (
+    VARIANTS,
+    assert_close,
+    backward,
+    forward,
+    grad_reduction_lengths,
+    make_inputs,
+    make_output_grads,
+    upcast,
+)
+
+N_THREADS = 4
+CALLS_PER_THREAD = 10
+
+
+def _job(index):
+    """A forward + backward problem; shapes and options differ between jobs, some are large
+    enough for the core's own OpenMP threads to kick in."""
+    rng = np.random.default_rng(1000 + index)
+    variant = VARIANTS[index % len(VARIANTS)]
+    dtype = np.float32 if index % 2 else np.float64
+    T, B, I, H = [(7, 5, 9, 13), (20, 32, 64, 96), (3, 1, 4, 5), (12, 16, 33, 64)][index % 4]
+    kw = make_inputs(rng, variant, T, B, I, H, dtype, lengths="mixed", mask=index % 3 == 0,
+                     batch_first=index % 5 == 0)
+    reverse = index % 2 == 1
+    out = forward(F, variant, kw, training=True, reverse=reverse)
+    given = make_output_grads(rng, variant, out)
+    return variant, kw, reverse, given, (T, B, I, H)
+
+
+def _run(job):
+    variant, kw, reverse, given, _ = job
+    out = forward(F, variant, kw, training=True, reverse=reverse)
+    grads = backward(F, variant, out.ctx, **given, return_dh_seq=True)
+    res = {k: v for k, v in out._asdict().items() if k != "ctx"}
+    res.update(grads._asdict())
+    return res
+
+
+def test_concurrent_calls_match_serial_calls():
+    jobs = [_job(i) for i in range(N_THREADS * CALLS_PER_THREAD)]
+    serial = [_run(job) for job in jobs]
+
+    results = [None] * len(jobs)
+    errors = []
+    barrier = threading.Barrier(N_THREADS)
+
+    def worker(t):
+        try:
+            barrier.wait(timeout=60)
+            for i in range(t, len(jobs), N_THREADS):
+                results[i] = _run(jobs[i])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(N_THREADS)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert not any(th.is_alive() for th in threads), "a thread hangs (deadlock?)"
+    assert not errors, errors
+
+    for i, (job, want, got) in enumerate(zip(jobs, serial, results)):
+        variant, kw, _, _, (T, B, I, H) = job
+        K = grad_reduction_lengths(variant, T, B, I, H)
+        dtype = kw["x"].dtype
+        assert got is not None, f"job {i} produced nothing"
+        for name, w in want.items():
+            if w is None:
+                assert got[name] is None
+                continue
+            # a race (shared scratch buffer, shared workspace) gives gross errors; the
+            # tolerance only allows for a different thread split of the same sums
+            assert_close(got[name], w, dtype=dtype, K=K[name], name=f"job {i} {name}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_one_thread_and_all_threads_match_the_reference(variant):
+    """The same problem computed with 1 thread and with every thread the core may use: both
+    match the reference (the split of rows/panels over threads must not change the math)."""
+    set_threads = getattr(gatedrnn, "set_num_threads", None)
+    get_threads = getattr(gatedrnn, "get_num_threads", None)
+    if set_threads is None or get_threads is None:
+        pytest.fail("gatedrnn.set_num_threads / get_num_threads are missing (DESIGN.md section 4)")
+    T, B, I, H = 6, 41, 23, 71
+    rng = np.random.default_rng(77)
+    kw = make_inputs(rng, variant, T, B, I, H, np.float32, lengths="mixed", mask=True)
+    ref = forward(R, variant, upcast(kw), training=True, reverse=True)
+    given = make_output_grads(rng, variant, ref)
+    given = {k: (v.astype(np.float32) if v is not None else None) for k, v in given.items()}
+    ref_grads = backward(R, variant, ref.ctx, **upcast(given))
+    want = dict(ref._asdict())
+    want.update(ref_grads._asdict())
+    K = grad_reduction_lengths(variant, T, B, I, H)
+    saved = get_threads()
+    try:
+        for n in (1, max(saved, 2)):
+            set_threads(n)
+            assert get_threads() == n
+            got = _run((variant, kw, True, given, None))
+            for name, w in want.items():
+                if name == "ctx":
+                    continue
+                assert_close(got[name], w, dtype=np.float32, K=K[name], name=f"{n} threads {name}")
+    finally:
+        set_threads(saved)
+
+
+def test_gil_is_released_while_computing():
+    """While one thread is inside the core, another Python thread keeps running.
+
+    We record the main thread's progress as timestamps and look at the longest gap between
+    them during each core call: if the GIL were held, the gap would span the whole call.
+    """
+    set_threads = getattr(gatedrnn, "set_num_threads", None)
+    get_threads = getattr(gatedrnn, "get_num_threads", None)
+    saved = get_threads() if get_threads else None
+    if set_threads:
+        set_threads(1)  # leave a core for the ticking thread on small machines
+    try:
+        rng = np.random.default_rng(3)
+        variant = VARIANTS[-1]  # lstm
+        T, B, I, H = 50, 32, 128, 128
+        kw = make_inputs(rng, variant, T, B, I, H, np.float32)
+        # make one call last >= ~0.3 s whatever the machine, by repeating T
+        t0 = time.perf_counter()
+        forward(F, variant, kw)
+        one = max(time.perf_counter() - t0, 1e-4)
+        reps = int(min(max(np.ceil(0.3 / one), 1), 200))
+        kw["x"] = np.ascontiguousarray(np.tile(kw["x"], (reps, 1, 1)))
+
+        intervals = []
+        done = threading.Event()
+
+        def worker():
+            try:
+                for _ in range(2):
+                    s = time.perf_counter()
+                    forward(F, variant, kw)
+                    intervals.append((s, time.perf_counter()))
+            finally:
+                done.set()
+
+        ticks = []
+        th = threading.Thread(target=worker)
+        th.start()
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            sum(range(200))  # a little pure-Python work between ticks
+        th.join()
+        ticks = np.array(ticks)
+        for s, e in intervals:
+            duration = e - s
+            inside = ticks[(ticks > s) & (ticks < e)]
+            points = np.concatenate([[s], inside, [e]])
+            longest_gap = np.max(np.diff(points))
+            assert duration > 0.05, f"call too short to judge ({duration:.3f} s)"
+            assert longest_gap < 0.5 * duration, (
+                f"main thread stalled {longest_gap:.3f} s of a {duration:.3f} s call: "
+                "the GIL is not released around the compute")
+    finally:
+        if set_threads and saved is not None:
+            set_threads(saved)
+
+
+def _subnormal_arithmetic():
+    """Products that are subnormal unless the calling thread flushes them to zero."""
+    f32 = np.array([1e-38], np.float32) * np.float32(1e-3)
+    f64 = np.array([1e-300]) * 1e-10
+    return float(f32[0]), float(f64[0])
+
+
+def test_callers_floating_point_mode_is_restored():
+    """The core may flush subnormals to zero while it computes (DESIGN.md section 4), but the
+    calling thread's mode must be restored afterwards: NumPy arithmetic after a call still
+    produces subnormals."""
+    before = _subnormal_arithmetic()
+    assert before[0] != 0.0 and before[1] != 0.0, "test premise: FTZ is off in this thread"
+    rng = np.random.default_rng(61)
+    for variant in VARIANTS:
+        for dtype in (np.float32, np.float64):
+            kw = make_inputs(rng, variant, 8, 40, 50, 70, dtype, lengths="mixed")
+            out = forward(F, variant, kw, training=True)
+            backward(F, variant, out.ctx, dh_n=np.ones_like(out.h_n))
+            assert _subnormal_arithmetic() == before, (variant.name, np.dtype(dtype).name)
+    with pytest.raises(ValueError):  # an error path must restore the mode as well
+        forward(F, variant, dict(kw, lengths=np.full(40, 99)))
+    assert _subnormal_arithmetic() == before
+
+
+IMPORT_ORDER_SCRIPT = textwrap.dedent("""
+    import sys
+    if sys.argv[1] == "torch_first":
+        import torch
+        import gatedrnn.functional as F
+    else:
+        import gatedrnn.functional as F
+        import torch
+    import threading
+    import numpy as np
+
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    T, B, I, H = 16, 24, 48, 64
+    x = rng.standard_normal((T, B, I))
+    mod = torch.nn.GRU(I, H, dtype=torch.float64)
+    p = {k: v.detach().numpy().copy() for k, v in mod.named_parameters()}
+    dy = rng.standard_normal((T, B, H))
+
+    def ours():
+        out = F.gru(x, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"],
+                    training=True)
+        g = F.gru_backward(out.ctx, dy=dy)
+        return out.y, g.dx, g.dweight_hh
+
+    def theirs():
+        xt = torch.tensor(x, requires_grad=True)
+        mod.zero_grad()
+        y, _ = mod(xt)
+        (y * torch.from_numpy(dy)).sum().backward()
+        return y.detach().numpy(), xt.grad.numpy(), mod.weight_hh_l0.grad.numpy()
+
+    # interleave both OpenMP runtimes, also from a second Python thread
+    for _ in range(3):
+        a, b = ours(), theirs()
+        for u, v in zip(a, b):
+            err = np.max(np.abs(u - v)) / max(np.max(np.abs(v)), 1.0)
+            assert err < 1e-10, err
+    res = []
+    th = threading.Thread(target=lambda: res.append((ours(), theirs())))
+    th.start(); th.join()
+    for u, v in zip(*res[0]):
+        assert np.max(np.abs(u - v)) / max(np.max(np.abs(v)), 1.0) < 1e-10
+    print("IMPORT-ORDER-OK")
+""")
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("order", ["torch_first", "gatedrnn_first"])
+def test_import_order_with_torch(torch, order):
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    try:
+        proc = subprocess.run([sys.executable, "-c", IMPORT_ORDER_SCRIPT, order],
+                              capture_output=True, text=True, timeout=180, env=env)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{order}: hung for 180 s (OpenMP runtime clash?): {e}")
+    assert proc.returncode == 0, (
+        f"{order}: rc={proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    assert "IMPORT-ORDER-OK" in proc.stdout

@@ -182,17 +182,20 @@ inline Slice slice_for(const TeamPlan& plan, int tid, int64_t panels, int64_t nr
 template <typename Body>
 void run_team(const TeamPlan& plan, Body&& body) {
     if (plan.threads <= 1) {
+        DenormalsAreZero daz;
         body(0, [] {});
         return;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(plan.threads)
     {
+        DenormalsAreZero daz;
         body(omp_get_thread_num(), [] {
 #pragma omp barrier
         });
     }
 #else
+    DenormalsAreZero daz;
     body(0, [] {});
 #endif
 }

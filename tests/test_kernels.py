@@ -1,0 +1,157 @@
+"""The kernel layer: vectorised activations (stated error bounds), run-time ISA dispatch and its
+override, denormal handling, and the thread cap."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gatedrnn
+from gatedrnn import _core
+from gatedrnn import functional as F
+from gatedrnn import reference as R
+
+ISAS = _core._available_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Runs the test on every kernel path this CPU supports, then restores the default."""
+    default = gatedrnn.info()["simd"]
+    _core._set_isa(request.param)
+    yield request.param
+    _core._set_isa(default)
+
+
+def _grid(dtype):
+    """Dense values over the whole interesting range, tiny magnitudes (where relative accuracy
+    is hardest for tanh), the clamp boundaries, and exact zero."""
+    lin = np.linspace(-100, 100, 400_001)
+    tiny = np.geomspace(1e-30, 20, 50_000)
+    x = np.concatenate([lin, tiny, -tiny, [0.0, -87.0, 87.0, -9.0, 9.0, 708.0, -708.0]])
+    return x.astype(dtype)
+
+
+# Error bounds in units in the last place of the true result (float64 computed by NumPy),
+# where an ulp is measured at the result's magnitude but never below the smallest normal
+# number: results below it are flushed (no subnormals are produced). The kernels' design
+# (Taylor to below 0.1 ulp after exact range reduction, then one division) gives ~2-3 ulp;
+# the bounds leave one ulp of margin.
+BOUNDS = {("sigmoid", np.float32): 4, ("tanh", np.float32): 4,
+          ("sigmoid", np.float64): 5, ("tanh", np.float64): 4}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_activation_error_bound(isa, name, dtype):
+    x = _grid(dtype)
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = 1.0 / (1.0 + np.exp(-xd)) if name == "sigmoid" else np.tanh(xd)
+    got = _core._activation(name, x).astype(np.float64)
+    ulp = np.maximum(np.spacing(np.abs(want).astype(dtype)).astype(np.float64),
+                     np.finfo(dtype).tiny)
+    err = np.abs(got - want) / ulp
+    worst = int(np.argmax(err))
+    assert err[worst] <= BOUNDS[name, dtype], (
+        f"{isa} {name} {np.dtype(dtype).name}: {err[worst]:.2f} ulp at x = {xd[worst]!r}")
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_activation_keeps_nan_and_saturates(isa, name):
+    x = np.array([np.nan, np.inf, -np.inf, -1e30, 1e30], np.float32)
+    got = _core._activation(name, x)
+    assert np.isnan(got[0]), "NaN must propagate through every clamp"
+    low = 0.0 if name == "sigmoid" else -1.0
+    np.testing.assert_array_equal(got[1:], [1.0, low, low, 1.0])
+
+
+def test_activation_output_never_subnormal(isa):
+    x = np.linspace(-120, 120, 100_001).astype(np.float32)
+    for name in ("sigmoid", "tanh"):
+        out = np.abs(_core._activation(name, x))
+        assert not np.any((out > 0) & (out < np.finfo(np.float32).tiny)), name
+
+
+def test_every_path_matches_the_reference(isa):
+    """One shape with tails in every dimension (H=37 is not a multiple of any vector width,
+    B=7 not a multiple of any row tile) per cell, forward and backward, on this path."""
+    rng = np.random.default_rng(7)
+    T, B, I, H = 6, 7, 11, 37
+    x = rng.standard_normal((T, B, I))
+    lengths = np.array([6, 0, 3, 6, 1, 5, 2])
+    for fwd, bwd, G, opts in [(F.rnn, F.rnn_backward, 1, {"nonlinearity": "relu"}),
+                              (F.gru, F.gru_backward, 3, {"reset_after": False}),
+                              (F.gru, F.gru_backward, 3, {"reset_after": True}),
+                              (F.lstm, F.lstm_backward, 4, {})]:
+        w = [rng.uniform(-0.4, 0.4, s) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]]
+        mask = (rng.random((B, H)) > 0.3) / 0.7
+        core = fwd(x, *w, lengths=lengths, training=True, recurrent_mask=mask, **opts)
+        ref = getattr(R, fwd.__name__)(x, *w, lengths=lengths, training=True,
+                                       recurrent_mask=mask, **opts)
+        dy = rng.standard_normal(core.y.shape)
+        got, want = bwd(core.ctx, dy=dy), getattr(R, bwd.__name__)(ref.ctx, dy=dy)
+        np.testing.assert_allclose(core.y, ref.y, rtol=1e-12, atol=1e-13)
+        for g, r, field in zip(got, want, got._fields):
+            np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12, err_msg=f"{isa} {field}")
+
+
+def test_subnormal_inputs_give_the_same_results(isa):
+    """A denormal-heavy input (x entirely subnormal) computes like x = 0: the core flushes
+    denormals while it runs, and the difference to the exact result is below 1e-37."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 5, 3, 8, 16
+    x = np.full((T, B, I), 1e-39, np.float32)
+    assert np.all(np.abs(x) < np.finfo(np.float32).tiny)
+    w = [rng.uniform(-0.3, 0.3, s).astype(np.float32) for s in [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
+    y, h_n, c_n = F.lstm(x, *w)
+    ref = R.lstm(x.astype(np.float64), *[a.astype(np.float64) for a in w])
+    np.testing.assert_allclose(y, ref.y, rtol=1e-5, atol=1e-6)
+
+
+def test_forced_isa_is_reported_and_used():
+    for name in ISAS:
+        out = subprocess.run(
+            [sys.executable, "-c", "import gatedrnn; print(gatedrnn.info()['simd'])"],
+            env={**os.environ, "GATEDRNN_ISA": name}, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == name
+
+
+@pytest.mark.parametrize("value, message", [("avx9000", "expected one of"),
+                                            ("avx512", "does not support")])
+def test_forcing_an_unknown_or_unsupported_isa_is_a_clear_error(value, message):
+    if value == "avx512" and "avx512" in ISAS:
+        pytest.skip("this CPU supports AVX-512, so forcing it is not an error here")
+    out = subprocess.run([sys.executable, "-c", "import gatedrnn"], capture_output=True,
+                         text=True, env={**os.environ, "GATEDRNN_ISA": value}, timeout=120)
+    assert out.returncode != 0
+    assert "GATEDRNN_ISA" in out.stderr and message in out.stderr
+
+
+def test_set_num_threads_caps_every_call_and_keeps_results():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20, 64, 64)).astype(np.float32)
+    w = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in [(768, 64), (768, 256), (768,), (768,)]]
+    default = gatedrnn.get_num_threads()
+    try:
+        gatedrnn.set_num_threads(1)
+        assert gatedrnn.get_num_threads() == 1 and gatedrnn.info()["num_threads"] == 1
+        one = F.gru(x, *w)
+        gatedrnn.set_num_threads(2)
+        assert gatedrnn.get_num_threads() == 2
+        two = F.gru(x, *w)
+    finally:
+        gatedrnn.set_num_threads(0)
+    assert gatedrnn.get_num_threads() == default
+    ref = R.gru(x.astype(np.float64), *[a.astype(np.float64) for a in w])
+    for out in (one, two):
+        np.testing.assert_allclose(out.y, ref.y, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, error):
+    with pytest.raises(error, match="n"):
+        gatedrnn.set_num_threads(bad)

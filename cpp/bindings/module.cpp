@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "gatedrnn/rnn.h"
 #include "gatedrnn/threads.h"
 #include "isa/dispatch.h"
+#include "packed.h"
 
 namespace gatedrnn::bindings {
 namespace {
@@ -46,26 +48,16 @@ int64_t workspace_elements(CellType cell, const Sequence& seq) {
     }
 }
 
-// What backward needs from a forward call in training mode. Holds references to the (possibly
-// copied) inputs: changing them in place before backward is undefined.
-struct Context {
-    CellType cell;
-    Sequence seq;
-    py::dtype dtype;
-    py::array x, w_ih, w_hh, workspace;
-    std::optional<py::array> b_ih, b_hh, mask;
-    std::optional<py::array_t<int64_t>> lengths;
-};
-
 template <typename T>
 void compute_forward(CellType cell, T* y, T* h_n, T* c_n, const T* x, const Weights<T>& w,
-                     const T* h0, const T* c0, const T* mask, T* ws, const Sequence& seq) {
+                     const T* h0, const T* c0, const T* mask, T* ws, const Sequence& seq,
+                     const PackedLayer<T>* packed) {
     switch (cell) {
-        case CellType::rnn_tanh: rnn_forward(y, h_n, x, w, h0, mask, ws, seq, Activation::tanh); break;
-        case CellType::rnn_relu: rnn_forward(y, h_n, x, w, h0, mask, ws, seq, Activation::relu); break;
-        case CellType::lstm: lstm_forward(y, h_n, c_n, x, w, h0, c0, mask, ws, seq); break;
-        case CellType::gru_reset_after: gru_forward(y, h_n, x, w, h0, mask, ws, seq, true); break;
-        case CellType::gru_reset_before: gru_forward(y, h_n, x, w, h0, mask, ws, seq, false); break;
+        case CellType::rnn_tanh: rnn_forward(y, h_n, x, w, h0, mask, ws, seq, Activation::tanh, packed); break;
+        case CellType::rnn_relu: rnn_forward(y, h_n, x, w, h0, mask, ws, seq, Activation::relu, packed); break;
+        case CellType::lstm: lstm_forward(y, h_n, c_n, x, w, h0, c0, mask, ws, seq, packed); break;
+        case CellType::gru_reset_after: gru_forward(y, h_n, x, w, h0, mask, ws, seq, true, packed); break;
+        case CellType::gru_reset_before: gru_forward(y, h_n, x, w, h0, mask, ws, seq, false, packed); break;
     }
 }
 
@@ -91,16 +83,147 @@ void compute_backward(CellType cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, 
     }
 }
 
-template <typename T>
-Weights<T> weights_of(const py::array& w_ih, const py::array& w_hh,
-                      const std::optional<py::array>& b_ih, const std::optional<py::array>& b_hh) {
-    Weights<T> w;
-    w.w_ih = static_cast<const T*>(w_ih.data());
-    w.w_hh = static_cast<const T*>(w_hh.data());
-    w.b_ih = ptr<T>(b_ih);
-    w.b_hh = ptr<T>(b_hh);
-    return w;
+std::string shape_legend(int D, const std::string& inner) {
+    return D == 1 ? "(" + inner + ")" : "(D, " + inner + ")";
 }
+// " with <notes>", naming D first for a bidirectional layer.
+std::string with_notes(int D, const std::string& notes) {
+    return D == 1 ? " with " + notes : " with D = 2 (bidirectional), " + notes;
+}
+std::vector<int64_t> with_d(int D, std::vector<int64_t> dims) {
+    if (D == 2) dims.insert(dims.begin(), 2);
+    return dims;
+}
+
+// One layer's weights, checked and C-contiguous, for D directions (a leading axis of 2 when
+// bidirectional). From four arrays, or from a PackedWeights handle (then also pre-packed).
+struct LayerWeights {
+    CellType cell = CellType::lstm;
+    py::dtype dtype;
+    int64_t I = 0, H = 0;
+    int D = 1;
+    py::array w_ih, w_hh;
+    std::optional<py::array> b_ih, b_hh;
+    std::shared_ptr<void> packed[2];  // PackedLayer<T> per direction, handles only
+
+    template <typename T>
+    Weights<T> direction(int d) const {
+        const int64_t GH = gate_count(cell) * H;
+        Weights<T> w;
+        w.w_ih = static_cast<const T*>(w_ih.data()) + d * GH * I;
+        w.w_hh = static_cast<const T*>(w_hh.data()) + d * GH * H;
+        w.b_ih = b_ih ? static_cast<const T*>(b_ih->data()) + d * GH : nullptr;
+        w.b_hh = b_hh ? static_cast<const T*>(b_hh->data()) + d * GH : nullptr;
+        return w;
+    }
+    template <typename T>
+    const PackedLayer<T>* prepared(int d) const {
+        return static_cast<const PackedLayer<T>*>(packed[d].get());
+    }
+};
+
+// Checks four weight arrays. dtype: the dtype they must have (that of x), or null to take
+// weight_hh's. I: the input size they must have (from x), or -1 to take weight_ih's.
+LayerWeights check_weights(CellType cell, int D, py::handle w_ih_obj, py::handle w_hh_obj,
+                           py::handle b_ih_obj, py::handle b_hh_obj, const py::dtype* dtype_in,
+                           int64_t I) {
+    LayerWeights lw;
+    lw.cell = cell;
+    lw.D = D;
+    const int64_t G = gate_count(cell);
+    const std::string g_note = "G = " + std::to_string(G) + " for " + cell_name(cell);
+    if (w_hh_obj.is_none())
+        throw TypeError("weight_hh: missing; pass the " + shape_legend(D, "G*H, H") +
+                        " array, or a PackedWeights handle (gatedrnn.functional.pack_weights) as weight_ih");
+    py::array w_hh = to_array(w_hh_obj, "weight_hh");
+    if (dtype_in) {
+        check_same_dtype(w_hh, "weight_hh", *dtype_in);
+        lw.dtype = *dtype_in;
+    } else {
+        if (!is_float32(w_hh.dtype()) && !is_float64(w_hh.dtype()))
+            throw TypeError("weight_hh: expected a float32 or float64 array, got dtype " + dtype_name(w_hh.dtype()));
+        lw.dtype = w_hh.dtype();
+    }
+    check_ndim(w_hh, "weight_hh", D + 1, shape_legend(D, "G*H, H") + (D == 2 ? with_notes(D, g_note) : ""));
+    if (D == 2 && w_hh.shape(0) != 2)
+        throw ValueError("weight_hh: expected shape (D, G*H, H) with D = 2 (bidirectional), got " +
+                         shape_string(shape_of(w_hh)));
+    lw.H = w_hh.shape(D);
+    if (lw.H == 0)
+        throw ValueError("weight_hh: the hidden size H (its last dimension) must be >= 1, got shape " +
+                         shape_string(shape_of(w_hh)));
+    const int64_t H = lw.H, GH = G * H;
+    const std::string h_note = ", H = " + std::to_string(H) + " from weight_hh";
+    check_shape(w_hh, "weight_hh", with_d(D, {GH, H}), shape_legend(D, "G*H, H") + with_notes(D, g_note + h_note));
+
+    py::array w_ih = to_array(w_ih_obj, "weight_ih");
+    check_same_dtype(w_ih, "weight_ih", lw.dtype);
+    check_ndim(w_ih, "weight_ih", D + 1, shape_legend(D, "G*H, I") + (D == 2 ? with_notes(D, g_note) : ""));
+    lw.I = I >= 0 ? I : w_ih.shape(D);
+    check_shape(w_ih, "weight_ih", with_d(D, {GH, lw.I}),
+                shape_legend(D, "G*H, I") + with_notes(D, g_note + h_note + ", I = " +
+                    std::to_string(lw.I) + (I >= 0 ? " from x" : " from weight_ih")));
+    const std::string bias_legend = shape_legend(D, "G*H,") + with_notes(D, g_note + h_note);
+    lw.b_ih = optional_array(b_ih_obj, "bias_ih", lw.dtype, with_d(D, {GH}), bias_legend);
+    lw.b_hh = optional_array(b_hh_obj, "bias_hh", lw.dtype, with_d(D, {GH}), bias_legend);
+    lw.w_ih = contiguous(w_ih);
+    lw.w_hh = contiguous(w_hh);
+    return lw;
+}
+
+// gatedrnn.functional.PackedWeights: an immutable, pre-packed copy of one layer's weights.
+struct PackedWeights {
+    LayerWeights layer;
+};
+
+py::array frozen_copy(const py::array& a) {
+    py::array c = py::module_::import("numpy").attr("array")(a, py::arg("copy") = true);
+    c.attr("setflags")(py::arg("write") = false);
+    return c;
+}
+
+template <typename T>
+void prepare(LayerWeights& lw) {
+    for (int d = 0; d < lw.D; ++d) {
+        auto layer = std::make_shared<PackedLayer<T>>();
+        const Weights<T> w = lw.direction<T>(d);
+        PackedLayer<T>* out = layer.get();
+        const int G = gate_count(lw.cell);
+        const int64_t I = lw.I, H = lw.H;
+        {
+            py::gil_scoped_release release;
+            pack_layer(*out, w, G, I, H);
+        }
+        lw.packed[d] = layer;
+    }
+}
+
+PackedWeights pack_weights(const std::string& family, py::handle w_ih, py::handle w_hh,
+                           py::handle b_ih, py::handle b_hh, const std::string& nonlinearity,
+                           bool reset_after, bool bidirectional) {
+    const CellType cell = parse_cell(family, nonlinearity, reset_after);
+    PackedWeights handle{check_weights(cell, bidirectional ? 2 : 1, w_ih, w_hh, b_ih, b_hh, nullptr, -1)};
+    LayerWeights& lw = handle.layer;
+    lw.w_ih = frozen_copy(lw.w_ih);
+    lw.w_hh = frozen_copy(lw.w_hh);
+    if (lw.b_ih) lw.b_ih = frozen_copy(*lw.b_ih);
+    if (lw.b_hh) lw.b_hh = frozen_copy(*lw.b_hh);
+    if (is_float32(lw.dtype))
+        prepare<float>(lw);
+    else
+        prepare<double>(lw);
+    return handle;
+}
+
+// What backward needs from a forward call in training mode. Holds references to the (possibly
+// copied) inputs: changing them in place before backward is undefined.
+struct Context {
+    LayerWeights layer;
+    Sequence seq;
+    py::array x, workspace;
+    std::optional<py::array> mask;
+    std::optional<py::array_t<int64_t>> lengths;
+};
 
 std::vector<int64_t> sequence_dims(const Sequence& seq, int64_t features) {
     return seq.batch_first ? std::vector<int64_t>{seq.B, seq.T, features}
@@ -112,35 +235,47 @@ T* data_of(const py::object& a) {
     return a.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(a).mutable_data());
 }
 
+// The sequence options of direction d of a layer with D directions.
+Sequence direction_sequence(const Sequence& seq, int D, int d) {
+    Sequence s = seq;
+    s.out_stride = D * seq.H;
+    if (d == 1) s.reverse = !seq.reverse;
+    return s;
+}
+
 template <typename T>
-py::tuple forward_typed(CellType cell, const Sequence& seq_in, const py::array& x,
-                        const py::array& w_ih, const py::array& w_hh,
-                        const std::optional<py::array>& b_ih, const std::optional<py::array>& b_hh,
+py::tuple forward_typed(const LayerWeights& lw, const Sequence& seq_in, const py::array& x,
                         const std::optional<py::array>& h0, const std::optional<py::array>& c0,
                         const std::optional<py::array>& mask,
                         const std::optional<py::array_t<int64_t>>& lengths, bool training) {
     Sequence seq = seq_in;
     seq.lengths = lengths ? lengths->data() : nullptr;
-    const int64_t H = seq.H, B = seq.B;
-    py::array_t<T> y = new_array<T>(sequence_dims(seq, H));
-    py::array_t<T> h_n = new_array<T>({B, H});
+    const int D = lw.D;
+    const int64_t H = seq.H, B = seq.B, state = B * H;
+    const CellType cell = lw.cell;
+    py::array_t<T> y = new_array<T>(sequence_dims(seq, D * H));
+    py::array_t<T> h_n = new_array<T>(with_d(D, {B, H}));
     py::object c_n = py::none();
-    if (cell == CellType::lstm) c_n = new_array<T>({B, H});
+    if (cell == CellType::lstm) c_n = new_array<T>(with_d(D, {B, H}));
+    const int64_t ws_one = training ? workspace_elements(cell, seq) : 0;
     py::object ws = py::none();
-    if (training) ws = new_array<T>({workspace_elements(cell, seq)});
-    const Weights<T> w = weights_of<T>(w_ih, w_hh, b_ih, b_hh);
+    if (training) ws = new_array<T>({detail::checked_mul(ws_one, D)});
     {
         T *y_p = y.mutable_data(), *h_p = h_n.mutable_data(), *c_p = data_of<T>(c_n),
           *ws_p = data_of<T>(ws);
         const T* x_p = static_cast<const T*>(x.data());
+        const T *h0_p = ptr<T>(h0), *c0_p = ptr<T>(c0), *m_p = ptr<T>(mask);
         py::gil_scoped_release release;
-        compute_forward<T>(cell, y_p, h_p, c_p, x_p, w, ptr<T>(h0), ptr<T>(c0), ptr<T>(mask), ws_p,
-                           seq);
+        for (int d = 0; d < D; ++d)
+            compute_forward<T>(cell, y_p + d * H, h_p + d * state, c_p ? c_p + d * state : nullptr,
+                               x_p, lw.direction<T>(d), h0_p ? h0_p + d * state : nullptr,
+                               c0_p ? c0_p + d * state : nullptr, m_p ? m_p + d * state : nullptr,
+                               ws_p ? ws_p + d * ws_one : nullptr, direction_sequence(seq, D, d),
+                               lw.prepared<T>(d));
     }
     py::object ctx = py::none();
     if (training) {
-        Context context{cell, seq, x.dtype(), x, w_ih, w_hh,
-                        py::reinterpret_borrow<py::array>(ws), b_ih, b_hh, mask, lengths};
+        Context context{lw, seq, x, py::reinterpret_borrow<py::array>(ws), mask, lengths};
         context.seq.lengths = lengths ? lengths->data() : nullptr;
         ctx = py::cast(std::move(context));
     }
@@ -150,12 +285,8 @@ py::tuple forward_typed(CellType cell, const Sequence& seq_in, const py::array& 
 py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_obj,
                   py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
                   py::handle c0_obj, py::handle lengths_obj, py::handle mask_obj, bool reverse,
-                  bool batch_first, bool training, const std::string& nonlinearity,
-                  bool reset_after) {
-    const CellType cell = parse_cell(family, nonlinearity, reset_after);
-    const int64_t G = gate_count(cell);
-    const std::string g_note = "G = " + std::to_string(G) + " for " + cell_name(cell);
-
+                  bool batch_first, bool training, py::handle nonlinearity_obj,
+                  py::handle reset_after_obj, py::handle bidirectional_obj) {
     py::array x = to_array(x_obj, "x");
     const py::dtype dtype = x.dtype();
     if (!is_float32(dtype) && !is_float64(dtype))
@@ -168,41 +299,61 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
     seq.B = x.shape(batch_first ? 0 : 1);
     seq.I = x.shape(2);
 
-    py::array w_hh = to_array(w_hh_obj, "weight_hh");
-    check_same_dtype(w_hh, "weight_hh", dtype);
-    check_ndim(w_hh, "weight_hh", 2, "(G*H, H)");
-    seq.H = w_hh.shape(1);
-    if (seq.H == 0)
-        throw ValueError("weight_hh: the hidden size H (its second dimension) must be >= 1, got shape " +
-                         shape_string(shape_of(w_hh)));
-    const int64_t GH = G * seq.H, H = seq.H;
-    const std::string h_note = ", H = " + std::to_string(H) + " from weight_hh";
-    check_shape(w_hh, "weight_hh", {GH, H}, "(G*H, H) with " + g_note + h_note);
-
-    py::array w_ih = to_array(w_ih_obj, "weight_ih");
-    check_same_dtype(w_ih, "weight_ih", dtype);
-    check_ndim(w_ih, "weight_ih", 2, "(G*H, I)");
-    check_shape(w_ih, "weight_ih", {GH, seq.I},
-                "(G*H, I) with " + g_note + h_note + ", I = " + std::to_string(seq.I) + " from x");
-
-    const std::string bias_legend = "(G*H,) with " + g_note + h_note;
-    auto b_ih = optional_array(b_ih_obj, "bias_ih", dtype, {GH}, bias_legend);
-    auto b_hh = optional_array(b_hh_obj, "bias_hh", dtype, {GH}, bias_legend);
-    const std::string state_legend =
-        "(B, H) with B = " + std::to_string(seq.B) + " from x" + h_note;
-    auto h0 = optional_array(h0_obj, "h0", dtype, {seq.B, H}, state_legend);
-    auto c0 = optional_array(c0_obj, "c0", dtype, {seq.B, H}, state_legend);
-    auto mask = optional_array(mask_obj, "recurrent_mask", dtype, {seq.B, H}, state_legend);
+    LayerWeights lw;
+    if (py::isinstance<PackedWeights>(w_ih_obj)) {
+        lw = w_ih_obj.cast<const PackedWeights&>().layer;
+        const char* names[] = {"weight_hh", "bias_ih", "bias_hh"};
+        py::handle others[] = {w_hh_obj, b_ih_obj, b_hh_obj};
+        for (int i = 0; i < 3; ++i)
+            if (!others[i].is_none())
+                throw TypeError(std::string(names[i]) +
+                                ": expected None when weight_ih is a PackedWeights handle (it holds "
+                                "all four arrays), got " + type_name(others[i]));
+        if (family != family_of(lw.cell))
+            throw TypeError(std::string("weight_ih: this PackedWeights handle holds ") +
+                            cell_name(lw.cell) + " weights; call gatedrnn.functional." +
+                            family_of(lw.cell) + ", not " + family);
+        const bool rnn_relu = lw.cell == CellType::rnn_relu;
+        if (!nonlinearity_obj.is_none() && family == "rnn" &&
+            (nonlinearity_obj.cast<std::string>() == "relu") != rnn_relu)
+            throw ValueError("nonlinearity: the PackedWeights handle was packed for '" +
+                             std::string(rnn_relu ? "relu" : "tanh") + "', got '" +
+                             nonlinearity_obj.cast<std::string>() + "'");
+        if (!reset_after_obj.is_none() && family == "gru" &&
+            reset_after_obj.cast<bool>() != (lw.cell == CellType::gru_reset_after))
+            throw ValueError("reset_after: the PackedWeights handle was packed for reset_after=" +
+                             std::string(lw.cell == CellType::gru_reset_after ? "True" : "False"));
+        if (!bidirectional_obj.is_none() && bidirectional_obj.cast<bool>() != (lw.D == 2))
+            throw ValueError("bidirectional: the PackedWeights handle was packed for bidirectional=" +
+                             std::string(lw.D == 2 ? "True" : "False"));
+        if (!(lw.dtype.kind() == dtype.kind() && lw.dtype.itemsize() == dtype.itemsize()))
+            throw TypeError("x: expected dtype " + dtype_name(lw.dtype) +
+                            " (the dtype of the PackedWeights handle), got " + dtype_name(dtype));
+        if (lw.I != seq.I)
+            throw ValueError("x: expected input size I = " + std::to_string(lw.I) +
+                             " (the PackedWeights handle's), got shape " + shape_string(shape_of(x)));
+    } else {
+        const CellType cell = parse_cell(
+            family, nonlinearity_obj.is_none() ? std::string("tanh") : nonlinearity_obj.cast<std::string>(),
+            reset_after_obj.is_none() ? true : reset_after_obj.cast<bool>());
+        const int D = !bidirectional_obj.is_none() && bidirectional_obj.cast<bool>() ? 2 : 1;
+        lw = check_weights(cell, D, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, &dtype, seq.I);
+    }
+    if (lw.D == 2 && reverse)
+        throw ValueError("reverse: a bidirectional call runs both directions; pass reverse=False");
+    seq.H = lw.H;
+    const int D = lw.D;
+    const std::string state_legend = shape_legend(D, "B, H") + with_notes(D, "B = " +
+                                     std::to_string(seq.B) + " from x, H = " + std::to_string(seq.H));
+    const std::vector<int64_t> state_dims = with_d(D, {seq.B, seq.H});
+    auto h0 = optional_array(h0_obj, "h0", dtype, state_dims, state_legend);
+    auto c0 = optional_array(c0_obj, "c0", dtype, state_dims, state_legend);
+    auto mask = optional_array(mask_obj, "recurrent_mask", dtype, state_dims, state_legend);
     auto lengths = lengths_array(lengths_obj, seq.B, seq.T);
     x = contiguous(x);
-    w_ih = contiguous(w_ih);
-    w_hh = contiguous(w_hh);
 
-    if (is_float32(dtype))
-        return forward_typed<float>(cell, seq, x, w_ih, w_hh, b_ih, b_hh, h0, c0, mask, lengths,
-                                    training);
-    return forward_typed<double>(cell, seq, x, w_ih, w_hh, b_ih, b_hh, h0, c0, mask, lengths,
-                                 training);
+    if (is_float32(dtype)) return forward_typed<float>(lw, seq, x, h0, c0, mask, lengths, training);
+    return forward_typed<double>(lw, seq, x, h0, c0, mask, lengths, training);
 }
 
 template <typename T>
@@ -210,17 +361,19 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
                          const std::optional<py::array>& dh_n, const std::optional<py::array>& dc_n,
                          bool return_dh_seq) {
     const Sequence& seq = ctx.seq;
-    const int64_t H = seq.H, B = seq.B, GH = gate_count(ctx.cell) * H;
+    const LayerWeights& lw = ctx.layer;
+    const int D = lw.D;
+    const int64_t H = seq.H, B = seq.B, GH = gate_count(lw.cell) * H, state = B * H;
     py::array_t<T> dx = new_array<T>(sequence_dims(seq, seq.I));
-    py::array_t<T> dh0 = new_array<T>({B, H});
+    py::array_t<T> dh0 = new_array<T>(with_d(D, {B, H}));
     py::object dc0 = py::none(), db_ih = py::none(), db_hh = py::none(), dh_seq = py::none();
-    if (ctx.cell == CellType::lstm) dc0 = new_array<T>({B, H});
-    py::array_t<T> dw_ih = new_array<T>({GH, seq.I});
-    py::array_t<T> dw_hh = new_array<T>({GH, H});
-    if (ctx.b_ih) db_ih = new_array<T>({GH});
-    if (ctx.b_hh) db_hh = new_array<T>({GH});
-    if (return_dh_seq) dh_seq = new_array<T>(sequence_dims(seq, H));
-    const Weights<T> w = weights_of<T>(ctx.w_ih, ctx.w_hh, ctx.b_ih, ctx.b_hh);
+    if (lw.cell == CellType::lstm) dc0 = new_array<T>(with_d(D, {B, H}));
+    py::array_t<T> dw_ih = new_array<T>(with_d(D, {GH, seq.I}));
+    py::array_t<T> dw_hh = new_array<T>(with_d(D, {GH, H}));
+    if (lw.b_ih) db_ih = new_array<T>(with_d(D, {GH}));
+    if (lw.b_hh) db_hh = new_array<T>(with_d(D, {GH}));
+    if (return_dh_seq) dh_seq = new_array<T>(sequence_dims(seq, D * H));
+    const int64_t ws_one = workspace_elements(lw.cell, seq);
     {
         T *dx_p = dx.mutable_data(), *dh0_p = dh0.mutable_data(), *dc0_p = data_of<T>(dc0),
           *dw_ih_p = dw_ih.mutable_data(), *dw_hh_p = dw_hh.mutable_data(),
@@ -228,10 +381,20 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
           *dh_seq_p = data_of<T>(dh_seq);
         const T* x_p = static_cast<const T*>(ctx.x.data());
         const T* ws_p = static_cast<const T*>(ctx.workspace.data());
+        const T *dy_p = ptr<T>(dy), *dh_n_p = ptr<T>(dh_n), *dc_n_p = ptr<T>(dc_n),
+                *m_p = ptr<T>(ctx.mask);
         py::gil_scoped_release release;
-        compute_backward<T>(ctx.cell, dx_p, dh0_p, dc0_p, dw_ih_p, dw_hh_p, db_ih_p, db_hh_p,
-                            dh_seq_p, ptr<T>(dy), ptr<T>(dh_n), ptr<T>(dc_n), x_p, w,
-                            ptr<T>(ctx.mask), ws_p, seq);
+        for (int d = 0; d < D; ++d) {
+            Sequence s = direction_sequence(seq, D, d);
+            s.accumulate_dx = d == 1;
+            compute_backward<T>(lw.cell, dx_p, dh0_p + d * state, dc0_p ? dc0_p + d * state : nullptr,
+                                dw_ih_p + d * GH * seq.I, dw_hh_p + d * GH * H,
+                                db_ih_p ? db_ih_p + d * GH : nullptr, db_hh_p ? db_hh_p + d * GH : nullptr,
+                                dh_seq_p ? dh_seq_p + d * H : nullptr, dy_p ? dy_p + d * H : nullptr,
+                                dh_n_p ? dh_n_p + d * state : nullptr, dc_n_p ? dc_n_p + d * state : nullptr,
+                                x_p, lw.direction<T>(d), m_p ? m_p + d * state : nullptr,
+                                ws_p + d * ws_one, s);
+        }
     }
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq);
 }
@@ -242,18 +405,22 @@ py::tuple backward(py::handle ctx_obj, const std::string& family, py::handle dy_
         throw TypeError("ctx: expected the context returned by gatedrnn.functional." + family +
                         "(..., training=True), got " + type_name(ctx_obj));
     const Context& ctx = ctx_obj.cast<const Context&>();
-    if (family != family_of(ctx.cell))
-        throw TypeError(std::string("ctx: this context was returned by ") + cell_name(ctx.cell) +
-                        "; pass it to " + family_of(ctx.cell) + "_backward, not " + family +
+    const CellType cell = ctx.layer.cell;
+    if (family != family_of(cell))
+        throw TypeError(std::string("ctx: this context was returned by ") + cell_name(cell) +
+                        "; pass it to " + family_of(cell) + "_backward, not " + family +
                         "_backward");
     const Sequence& seq = ctx.seq;
-    const std::vector<int64_t> y_dims = sequence_dims(seq, seq.H);
-    const std::string y_legend = std::string(seq.batch_first ? "(B, T, H)" : "(T, B, H)") +
+    const int D = ctx.layer.D;
+    const std::vector<int64_t> y_dims = sequence_dims(seq, D * seq.H);
+    const std::string y_legend = std::string(seq.batch_first ? "(B, T, D*H)" : "(T, B, D*H)") +
                                  ", the shape of y";
-    auto dy = optional_array(dy_obj, "dy", ctx.dtype, y_dims, y_legend);
-    auto dh_n = optional_array(dh_n_obj, "dh_n", ctx.dtype, {seq.B, seq.H}, "(B, H), the shape of h_n");
-    auto dc_n = optional_array(dc_n_obj, "dc_n", ctx.dtype, {seq.B, seq.H}, "(B, H), the shape of c_n");
-    if (is_float32(ctx.dtype)) return backward_typed<float>(ctx, dy, dh_n, dc_n, return_dh_seq);
+    const std::vector<int64_t> state_dims = with_d(D, {seq.B, seq.H});
+    const py::dtype& dtype = ctx.layer.dtype;
+    auto dy = optional_array(dy_obj, "dy", dtype, y_dims, y_legend);
+    auto dh_n = optional_array(dh_n_obj, "dh_n", dtype, state_dims, "the shape of h_n");
+    auto dc_n = optional_array(dc_n_obj, "dc_n", dtype, state_dims, "the shape of c_n");
+    if (is_float32(dtype)) return backward_typed<float>(ctx, dy, dh_n, dc_n, return_dh_seq);
     return backward_typed<double>(ctx, dy, dh_n, dc_n, return_dh_seq);
 }
 
@@ -312,8 +479,9 @@ PYBIND11_MODULE(_core, m) {
     py::class_<Context>(m, "Context",
                         "What backward needs from a forward call with training=True. Opaque; "
                         "reusable for several backward calls.")
-        .def_property_readonly("cell", [](const Context& c) { return std::string(gatedrnn::cell_name(c.cell)); })
-        .def_property_readonly("dtype", [](const Context& c) { return c.dtype; })
+        .def_property_readonly("cell", [](const Context& c) { return std::string(gatedrnn::cell_name(c.layer.cell)); })
+        .def_property_readonly("dtype", [](const Context& c) { return c.layer.dtype; })
+        .def_property_readonly("bidirectional", [](const Context& c) { return c.layer.D == 2; })
         .def_property_readonly("workspace", [](const Context& c) { return c.workspace; })
         .def_property_readonly("batch_first", [](const Context& c) { return c.seq.batch_first; })
         .def_property_readonly("reverse", [](const Context& c) { return c.seq.reverse; })
@@ -323,7 +491,8 @@ PYBIND11_MODULE(_core, m) {
             return d;
         })
         .def("__repr__", [](const Context& c) {
-            return "<gatedrnn Context " + std::string(gatedrnn::cell_name(c.cell)) +
+            return "<gatedrnn Context " + std::string(gatedrnn::cell_name(c.layer.cell)) +
+                   (c.layer.D == 2 ? " bidirectional" : "") +
                    " T=" + std::to_string(c.seq.T) + " B=" + std::to_string(c.seq.B) +
                    " I=" + std::to_string(c.seq.I) + " H=" + std::to_string(c.seq.H) + ">";
         });
@@ -332,7 +501,30 @@ PYBIND11_MODULE(_core, m) {
           py::arg("weight_hh"), py::arg("bias_ih"), py::arg("bias_hh"), py::arg("h0"),
           py::arg("c0"), py::arg("lengths"), py::arg("recurrent_mask"), py::arg("reverse"),
           py::arg("batch_first"), py::arg("training"), py::arg("nonlinearity"),
-          py::arg("reset_after"));
+          py::arg("reset_after"), py::arg("bidirectional"));
+
+    py::class_<PackedWeights>(m, "PackedWeights",
+                              "An immutable, pre-packed copy of one layer's four weight arrays "
+                              "(gatedrnn.functional.pack_weights). Pass it as weight_ih.")
+        .def_property_readonly("cell", [](const PackedWeights& p) { return std::string(gatedrnn::cell_name(p.layer.cell)); })
+        .def_property_readonly("dtype", [](const PackedWeights& p) { return p.layer.dtype; })
+        .def_property_readonly("input_size", [](const PackedWeights& p) { return p.layer.I; })
+        .def_property_readonly("hidden_size", [](const PackedWeights& p) { return p.layer.H; })
+        .def_property_readonly("bidirectional", [](const PackedWeights& p) { return p.layer.D == 2; })
+        .def_property_readonly("weight_ih", [](const PackedWeights& p) { return p.layer.w_ih; })
+        .def_property_readonly("weight_hh", [](const PackedWeights& p) { return p.layer.w_hh; })
+        .def_property_readonly("bias_ih", [](const PackedWeights& p) -> py::object {
+            return p.layer.b_ih ? py::object(*p.layer.b_ih) : py::none(); })
+        .def_property_readonly("bias_hh", [](const PackedWeights& p) -> py::object {
+            return p.layer.b_hh ? py::object(*p.layer.b_hh) : py::none(); })
+        .def("__repr__", [](const PackedWeights& p) {
+            return "<gatedrnn PackedWeights " + std::string(gatedrnn::cell_name(p.layer.cell)) +
+                   (p.layer.D == 2 ? " bidirectional" : "") + " I=" + std::to_string(p.layer.I) +
+                   " H=" + std::to_string(p.layer.H) + " " + dtype_name(p.layer.dtype) + ">";
+        });
+    m.def("pack_weights", &pack_weights, py::arg("cell"), py::arg("weight_ih"),
+          py::arg("weight_hh"), py::arg("bias_ih"), py::arg("bias_hh"), py::arg("nonlinearity"),
+          py::arg("reset_after"), py::arg("bidirectional"));
     m.def("backward", &backward, py::arg("ctx"), py::arg("cell"), py::arg("dy"), py::arg("dh_n"),
           py::arg("dc_n"), py::arg("return_dh_seq"));
     m.def("workspace_size", &workspace_size, py::arg("cell"), py::arg("T"), py::arg("B"),

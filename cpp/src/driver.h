@@ -212,9 +212,12 @@ void copy_slice_rows(const Slice& sl, int64_t Bs, const T* src, int64_t H, DstRo
 
 template <typename Cell, typename T>
 void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const Weights<T>& w,
-                      const T* h0, const T* c0, const T* mask, T* workspace, const Sequence& seq) {
+                      const T* h0, const T* c0, const T* mask, T* workspace, const Sequence& seq,
+                      const PackedLayer<T>* prepared) {
     constexpr int G = Cell::G;
-    const int64_t B = seq.B, H = seq.H, I = seq.I, GH = G * H;
+    const int64_t B = seq.B, H = seq.H, I = seq.I, GH = G * H, ld_y = seq.ld_out();
+    // A handle packed for another ISA (the path was switched since) is repacked for this call.
+    if (prepared && !prepared->current()) prepared = nullptr;
     if (B == 0) return;
     const Schedule sched(seq);
     const int64_t N = sched.packed;
@@ -234,12 +237,17 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         cell.fold_bias(bias.data(), w, H);
         for (int64_t p = 0; p < N; ++p) std::copy(bias.begin(), bias.end(), xw + p * GH);
         const T* xp = packed_view(x_packed, x, sched, I);
-        gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(1), xw, GH);
+        if (prepared)
+            gemm_prepacked<T>(Trans::no, N, xp, I, prepared->ih, T(1), T(1), xw, GH);
+        else
+            gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(1), xw, GH);
     }
 
     // 2. The time loop, in one parallel region.
-    PackedB<T> packed[G];
-    for (int g = 0; g < G; ++g) pack_b(packed[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+    PackedB<T> local[G];
+    if (!prepared)
+        for (int g = 0; g < G; ++g) pack_b(local[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+    const PackedB<T>* packed = prepared ? prepared->hh : local;
     const isa::Kernels<T>& k = *packed[0].kernels;
     Buffer<T> h_buf[2] = {Buffer<T>(B * H), Buffer<T>(B * H)};
     Buffer<T> h_rec_buf[2] = {Buffer<T>(mask ? B * H : 0), Buffer<T>(mask ? B * H : 0)};
@@ -251,7 +259,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         gather_state(mask_sorted.get(), mask, sched.order, H);
         for (int64_t i = 0; i < B * H; ++i) h_rec_buf[0].get()[i] = h_buf[0].get()[i] * mask_sorted.get()[i];
     }
-    if (N != seq.rows()) std::fill(y, y + seq.rows() * H, T(0));
+    if (N != seq.rows())
+        for (int64_t r = 0; r < seq.rows(); ++r) std::fill(y + r * ld_y, y + r * ld_y + H, T(0));
     // Entries of length 0 keep their initial state; the others are written at their last step.
     for (int64_t j = 0; j < B; ++j)
         if (sched.len[j] == 0) {
@@ -290,7 +299,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 cell.forward_phase(phase, a, sl);
                 if (!plan.batch_split) barrier();
             }
-            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * H; });
+            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });
             copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) {
                 return sched.len[j] == s + 1 ? h_n + sched.order[j] * H : nullptr;
             });
@@ -308,7 +317,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
                        const T* x, const Weights<T>& w, const T* mask, const T* workspace,
                        const Sequence& seq) {
     constexpr int G = Cell::G;
-    const int64_t B = seq.B, H = seq.H, I = seq.I, GH = G * H;
+    const int64_t B = seq.B, H = seq.H, I = seq.I, GH = G * H, ld_y = seq.ld_out();
     const Schedule sched(seq);
     const int64_t N = sched.packed;
     const Planes<T> planes =
@@ -324,7 +333,8 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     gather_state(dh.get(), dh_n, sched.order, H);
     if (Cell::has_cell_state) gather_state(dc.get(), dc_n, sched.order, H);
     if (mask) gather_state(mask_sorted.get(), mask, sched.order, H);
-    if (dh_seq && N != seq.rows()) std::fill(dh_seq, dh_seq + seq.rows() * H, T(0));
+    if (dh_seq && N != seq.rows())
+        for (int64_t r = 0; r < seq.rows(); ++r) std::fill(dh_seq + r * ld_y, dh_seq + r * ld_y + H, T(0));
 
     const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
     run_team(plan, [&](int tid, auto barrier) {
@@ -335,10 +345,10 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
             for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
                 T* d = dh.get() + j * H + sl.u_begin;
                 if (dy) {
-                    const T* src = dy + sched.source[p0 + j] * H + sl.u_begin;
+                    const T* src = dy + sched.source[p0 + j] * ld_y + sl.u_begin;
                     for (int64_t u = 0; u < n; ++u) d[u] += src[u];
                 }
-                if (dh_seq) std::memcpy(dh_seq + sched.source[p0 + j] * H + sl.u_begin, d, n * sizeof(T));
+                if (dh_seq) std::memcpy(dh_seq + sched.source[p0 + j] * ld_y + sl.u_begin, d, n * sizeof(T));
             }
             StepBackward<T> a{};
             a.Bs = Bs;
@@ -371,11 +381,11 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     const T* xp = packed_view(x_packed, x, sched, I);
     gemm_tn<T>(GH, I, N, dg.get(), GH, xp, I, T(0), dw_ih, I);          // dW_ih = dG^T X
     if (sched.identity) {
-        gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, T(0), dx, I);      // dX = dG W_ih
+        gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, seq.accumulate_dx ? T(1) : T(0), dx, I);  // dX = dG W_ih
     } else {
         dx_packed.reset(checked_mul(N, I));
         gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, T(0), dx_packed.get(), I);
-        scatter_rows(dx, seq.rows(), dx_packed.get(), sched.source, I);
+        scatter_rows(dx, seq.rows(), dx_packed.get(), sched.source, I, seq.accumulate_dx);
     }
     std::vector<T> db(GH);
     column_sums(db.data(), dg.get(), N, GH);

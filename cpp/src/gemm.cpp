@@ -86,17 +86,17 @@ template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, cons
 
 }  // namespace detail
 
+namespace detail {
+
 template <typename T>
-void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-    using namespace detail;
+void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<T>& packed,
+                    T alpha, T beta, T* C, int64_t ldc) {
+    const int64_t N = packed.N, K = packed.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
         scale(M, N, beta, C, ldc);
         return;
     }
-    PackedB<T> packed;
-    pack_b(packed, tb, B, ldb, K, N);
     const isa::Kernels<T>& k = *packed.kernels;
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA;
@@ -138,9 +138,49 @@ void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
     });
 }
 
+template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,
+                                    float, float, float*, int64_t);
+template void gemm_prepacked<double>(Trans, int64_t, const double*, int64_t,
+                                     const PackedB<double>&, double, double, double*, int64_t);
+
+}  // namespace detail
+
+template <typename T>
+void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    using namespace detail;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == T(0)) {
+        scale(M, N, beta, C, ldc);
+        return;
+    }
+    PackedB<T> packed;
+    pack_b(packed, tb, B, ldb, K, N);
+    gemm_prepacked(ta, M, A, lda, packed, alpha, beta, C, ldc);
+}
+
 template void gemm<float>(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);
 template void gemm<double>(Trans, Trans, int64_t, int64_t, int64_t, double, const double*, int64_t,
                            const double*, int64_t, double, double*, int64_t);
+
+template <typename T>
+bool PackedLayer<T>::current() const {
+    return ih.kernels == &isa::of<T>(isa::active());
+}
+
+template <typename T>
+void pack_layer(PackedLayer<T>& out, const Weights<T>& w, int G, int64_t I, int64_t H) {
+    out.G = G;
+    out.I = I;
+    out.H = H;
+    detail::pack_b(out.ih, Trans::yes, w.w_ih, I, I, G * H);
+    for (int g = 0; g < G; ++g) detail::pack_b(out.hh[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+}
+
+template struct PackedLayer<float>;
+template struct PackedLayer<double>;
+template void pack_layer<float>(PackedLayer<float>&, const Weights<float>&, int, int64_t, int64_t);
+template void pack_layer<double>(PackedLayer<double>&, const Weights<double>&, int, int64_t, int64_t);
 
 }  // namespace gatedrnn

@@ -2,6 +2,7 @@
 // same right-hand side many times (the recurrent weights, every time step of a sequence).
 #pragma once
 
+#include "gatedrnn/common.h"
 #include "gatedrnn/gemm.h"
 #include "isa/table.h"
 #include "parallel.h"
@@ -25,9 +26,33 @@ template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc);
 
+// C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM.
+template <typename T>
+void gemm_prepacked(Trans trans_a, int64_t M, const T* A, int64_t lda, const PackedB<T>& B,
+                    T alpha, T beta, T* C, int64_t ldc);
+
 // The same over all panels, spread over threads by panels.
 template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
                           int64_t ldc);
 
 }  // namespace gatedrnn::detail
+
+namespace gatedrnn {
+
+// The weights of one layer and direction, packed once for the forward pass
+// (gatedrnn.functional.pack_weights): W_ih^T for the input projection and W_hh[g]^T per gate for
+// the time loop. Valid for the ISA it was packed with; drivers repack when that changed.
+template <typename T>
+struct PackedLayer {
+    int G = 0;
+    int64_t I = 0, H = 0;
+    detail::PackedB<T> ih;     // W_ih^T (I, G*H)
+    detail::PackedB<T> hh[4];  // W_hh[g]^T (H, H), g < G
+    bool current() const;
+};
+
+template <typename T>
+void pack_layer(PackedLayer<T>& out, const Weights<T>& w, int G, int64_t I, int64_t H);
+
+}  // namespace gatedrnn

@@ -67,10 +67,16 @@ void gather_rows(T* dst, const T* src, const std::vector<int64_t>& source, int64
         std::copy(src + source[p] * cols, src + (source[p] + 1) * cols, dst + p * cols);
 }
 
-// dst (rows, cols): rows `source` = src (packed, cols); every other row is zero.
+// dst (rows, cols): rows `source` = src (packed, cols); every other row is zero. With
+// accumulate, the rows are added to dst instead and the others keep their values.
 template <typename T>
 void scatter_rows(T* dst, int64_t rows, const T* src, const std::vector<int64_t>& source,
-                  int64_t cols) {
+                  int64_t cols, bool accumulate = false) {
+    if (accumulate) {
+        for (size_t p = 0; p < source.size(); ++p)
+            for (int64_t c = 0; c < cols; ++c) dst[source[p] * cols + c] += src[p * cols + c];
+        return;
+    }
     if (static_cast<int64_t>(source.size()) != rows) std::fill(dst, dst + rows * cols, T(0));
     for (size_t p = 0; p < source.size(); ++p)
         std::copy(src + p * cols, src + (p + 1) * cols, dst + source[p] * cols);

@@ -19,6 +19,15 @@ Options shared by every cell:
   carried state, LSTM's ``c`` and GRU's ``z * h_{t-1}`` term stay unmasked). This is variational
   recurrent dropout; the mask gets no gradient.
 - ``training=True`` returns one more value, ``ctx``, that ``<cell>_backward`` takes.
+- ``bidirectional=True`` runs both directions in one call. Every weight argument then has a
+  leading axis of 2 (forward, reverse): ``weight_ih (2, G*H, I)``, ``weight_hh (2, G*H, H)``,
+  biases ``(2, G*H)``; ``h0``, ``c0``, ``recurrent_mask``, ``h_n``, ``c_n`` are ``(2, B, H)``; ``y`` is
+  ``(T, B, 2H)`` with ``[forward | reverse]`` on the last axis, each direction running within
+  each sequence's own length.
+
+Weights can be packed once with :func:`pack_weights` and the handle passed as ``weight_ih`` (the
+other three left out): a call given raw arrays packs them for that call only. Streaming (one
+T=1 call per time step, carrying the state) should use a handle.
 
 Dtypes: float32 and float64 are computed natively; every floating argument must have the dtype
 of ``x`` (anything else is a TypeError). Arrays that are not C-contiguous or not native-endian are
@@ -33,12 +42,14 @@ from .results import (
 )
 
 __all__ = [
-    "rnn", "gru", "lstm", "rnn_backward", "gru_backward", "lstm_backward", "workspace_size",
-    "Context",
+    "rnn", "gru", "lstm", "rnn_backward", "gru_backward", "lstm_backward", "pack_weights",
+    "workspace_size", "Context", "PackedWeights",
 ]
 
 #: The opaque type of ``ctx``.
 Context = _core.Context
+#: The immutable handle :func:`pack_weights` returns.
+PackedWeights = _core.PackedWeights
 
 
 def _flag(value, name):
@@ -49,43 +60,53 @@ def _flag(value, name):
     raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
 
 
-def rnn(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, lengths=None,
-        reverse=False, batch_first=False, nonlinearity="tanh", training=False,
-        recurrent_mask=None):
+def _optional_flag(value, name):
+    return None if value is None else _flag(value, name)
+
+
+def rnn(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengths=None,
+        reverse=False, batch_first=False, nonlinearity=None, training=False,
+        recurrent_mask=None, bidirectional=None):
     """Elman RNN: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act = tanh | relu.
 
-    Returns ``RNNOutput(y, h_n)``, or ``RNNTrainOutput(y, h_n, ctx)`` with ``training=True``.
+    ``nonlinearity`` is ``"tanh"`` (the default) or ``"relu"``; with a :class:`PackedWeights`
+    handle it defaults to the handle's. Returns ``RNNOutput(y, h_n)``, or
+    ``RNNTrainOutput(y, h_n, ctx)`` with ``training=True``.
     """
-    if not isinstance(nonlinearity, str):
+    if nonlinearity is not None and not isinstance(nonlinearity, str):
         raise TypeError(f"nonlinearity: expected 'tanh' or 'relu', got {type(nonlinearity).__name__}")
     y, h_n, _, ctx = _core.forward(
         "rnn", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
         _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), nonlinearity, True)
+        _flag(training, "training"), nonlinearity, None,
+        _optional_flag(bidirectional, "bidirectional"))
     return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
 
 
-def gru(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, lengths=None,
-        reverse=False, batch_first=False, reset_after=True, training=False,
-        recurrent_mask=None):
+def gru(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengths=None,
+        reverse=False, batch_first=False, reset_after=None, training=False,
+        recurrent_mask=None, bidirectional=None):
     """GRU, gates ``r, z, n``; ``h_t = (1 - z) * n + z * h_{t-1}``.
 
     ``reset_after=True`` (PyTorch, cuDNN, Keras default, ONNX linear_before_reset=1):
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
     ``reset_after=False`` (Cho et al. 2014, Keras reset_after=False, ONNX default):
     ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
+    ``reset_after`` defaults to True, or to the handle's with a :class:`PackedWeights` handle.
 
     Returns ``RNNOutput(y, h_n)``, or ``RNNTrainOutput(y, h_n, ctx)`` with ``training=True``.
     """
     y, h_n, _, ctx = _core.forward(
         "gru", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
         _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), "tanh", _flag(reset_after, "reset_after"))
+        _flag(training, "training"), None, _optional_flag(reset_after, "reset_after"),
+        _optional_flag(bidirectional, "bidirectional"))
     return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
 
 
-def lstm(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, c0=None, lengths=None,
-         reverse=False, batch_first=False, training=False, recurrent_mask=None):
+def lstm(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, c0=None,
+         lengths=None, reverse=False, batch_first=False, training=False, recurrent_mask=None,
+         bidirectional=None):
     """LSTM, gates ``i, f, g, o``; ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``.
 
     Returns ``LSTMOutput(y, h_n, c_n)``, or ``LSTMTrainOutput(y, h_n, c_n, ctx)`` with
@@ -94,7 +115,7 @@ def lstm(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, c0=None, 
     y, h_n, c_n, ctx = _core.forward(
         "lstm", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, c0, lengths, recurrent_mask,
         _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), "tanh", True)
+        _flag(training, "training"), None, None, _optional_flag(bidirectional, "bidirectional"))
     return LSTMTrainOutput(y, h_n, c_n, ctx) if training else LSTMOutput(y, h_n, c_n)
 
 
@@ -136,6 +157,28 @@ def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):
     if return_dh_seq:
         return LSTMGradientsWithSeq(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
     return LSTMGradients(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def pack_weights(cell, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, nonlinearity="tanh",
+                 reset_after=True, bidirectional=False):
+    """Pack one layer's weights once; returns an immutable :class:`PackedWeights` handle.
+
+    ``cell`` is ``"rnn"``, ``"gru"`` or ``"lstm"``; the arrays are as for that function (with a
+    leading axis of 2 when ``bidirectional``). The handle holds its own read-only copies, so
+    later in-place changes to the arrays (an optimizer step) do not reach it: pack again after
+    updating weights. Pass it as ``weight_ih`` and leave the other three out::
+
+        packed = pack_weights("lstm", w_ih, w_hh, b_ih, b_hh)
+        for x_t in stream:                          # x_t: (1, B, I)
+            y, h, c = lstm(x_t, packed, h0=h, c0=c)
+    """
+    if not isinstance(cell, str):
+        raise TypeError(f"cell: expected 'rnn', 'gru' or 'lstm', got {type(cell).__name__}")
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"nonlinearity: expected 'tanh' or 'relu', got {type(nonlinearity).__name__}")
+    return _core.pack_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity,
+                              _flag(reset_after, "reset_after"),
+                              _flag(bidirectional, "bidirectional"))
 
 
 def workspace_size(cell, T, B, I, H, nonlinearity="tanh", reset_after=True):

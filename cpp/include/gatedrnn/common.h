@@ -49,12 +49,17 @@ struct Sequence {
     bool batch_first = false;     // x, y, dy, dx, dh_seq are (B, T, .) instead of (T, B, .)
     bool reverse = false;         // each sequence runs from its own last valid step back to 0
     const int64_t* lengths = nullptr;  // (B) in [0, T], any order; nullptr means all T
+    // Row stride of y, dy and dh_seq in elements; 0 means H. A bidirectional call writes each
+    // direction into its half of (T, B, 2H) rows: stride 2H, the reverse half offset by H.
+    int64_t out_stride = 0;
+    bool accumulate_dx = false;   // backward adds into dx (the second direction of a pair)
 
     // Row of the (T*B, .) sequence matrix that holds step t of batch entry b.
     int64_t row(int64_t t, int64_t b) const { return batch_first ? b * T + t : t * B + b; }
     // Batch entry that owns a row of the sequence matrix.
     int64_t batch_of_row(int64_t r) const { return batch_first ? r / T : r % B; }
     int64_t rows() const { return T * B; }
+    int64_t ld_out() const { return out_stride ? out_stride : H; }
 };
 
 // The four weight arrays of one layer and direction, canonical layout. Biases may be nullptr
@@ -66,6 +71,11 @@ struct Weights {
     const T* b_ih = nullptr;   // (G*H) or nullptr
     const T* b_hh = nullptr;   // (G*H) or nullptr
 };
+
+// One layer and direction's weights packed once for the forward pass (see cpp/src/packed.h);
+// every *_forward accepts it, or nullptr to pack for that call only.
+template <typename T>
+struct PackedLayer;
 
 // Errors a caller can fix. The bindings turn them into ValueError / TypeError.
 struct ValueError : std::invalid_argument {

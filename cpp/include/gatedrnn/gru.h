@@ -25,7 +25,8 @@ int64_t gru_workspace_size(const Sequence& seq);
 template <typename T>
 void gru_forward(T* y, T* h_n,
                  const T* x, const Weights<T>& w, const T* h0, const T* mask,
-                 T* workspace, const Sequence& seq, bool reset_after);
+                 T* workspace, const Sequence& seq, bool reset_after,
+                  const PackedLayer<T>* packed = nullptr);
 
 // dx: like x  dh0: (B,H)  dw_ih (3H,I)  dw_hh (3H,H)  db_ih, db_hh (3H) or nullptr
 // dh_seq: like y or nullptr  dy: like y or nullptr  dh_n: (B,H) or nullptr

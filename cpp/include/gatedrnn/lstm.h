@@ -25,7 +25,8 @@ int64_t lstm_workspace_size(const Sequence& seq);
 template <typename T>
 void lstm_forward(T* y, T* h_n, T* c_n,
                   const T* x, const Weights<T>& w, const T* h0, const T* c0, const T* mask,
-                  T* workspace, const Sequence& seq);
+                  T* workspace, const Sequence& seq,
+                  const PackedLayer<T>* packed = nullptr);
 
 // dx: like x  dh0, dc0: (B,H)  dw_ih (4H,I)  dw_hh (4H,H)  db_ih, db_hh (4H) or nullptr
 // dh_seq: like y, or nullptr (dL/dh_t per step)

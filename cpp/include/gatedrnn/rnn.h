@@ -19,7 +19,8 @@ int64_t rnn_workspace_size(const Sequence& seq);
 template <typename T>
 void rnn_forward(T* y, T* h_n,
                  const T* x, const Weights<T>& w, const T* h0, const T* mask,
-                 T* workspace, const Sequence& seq, Activation act);
+                 T* workspace, const Sequence& seq, Activation act,
+                  const PackedLayer<T>* packed = nullptr);
 
 // dx: like x  dh0: (B,H)  dw_ih (H,I)  dw_hh (H,H)  db_ih, db_hh (H) or nullptr
 // dh_seq: like y or nullptr  dy: like y or nullptr  dh_n: (B,H) or nullptr

@@ -99,7 +99,8 @@ template <class V>
 struct GemmKernels {
     using T = typename V::T;
     static constexpr int NR = 2 * V::W;
-    static constexpr int MR = 6;
+    // Tile height: 6 rows x 2 vectors (12 accumulators) with 16 registers, 12 x 2 (24) with 32.
+    static constexpr int MR = V::registers >= 32 ? 12 : 6;
 
     static void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
                        int64_t nc, T* dst) {
@@ -170,16 +171,21 @@ struct GemmKernels {
         }
     }
 
+    template <int M>
+    static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
+                          const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
+        if constexpr (M > 1) {
+            if (rows < M) {
+                tile_rows<M - 1>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+                return;
+            }
+        }
+        tile<M>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+    }
+
     static void kernel(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                        const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
-        switch (rows) {
-            case 1: tile<1>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-            case 2: tile<2>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-            case 3: tile<3>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-            case 4: tile<4>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-            case 5: tile<5>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-            default: tile<6>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite); break;
-        }
+        tile_rows<MR>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
     }
 };
 
@@ -201,6 +207,13 @@ struct Cells {
     using T = typename V::T;
     using Row = gatedrnn::isa::Row<T>;
 
+    // The input side of a gate pre-activation: projection + folded bias (offset g*H + k).
+    template <class S>
+    static typename S::R input(const Row& r, int64_t at) {
+        const auto v = S::load(r.xw + at);
+        return r.bias ? S::add(v, S::load(r.bias + at)) : v;
+    }
+
     // Writes h_t, and m (.) h_t for the next step's W_hh when there is a mask.
     template <class S>
     static void put_h(const Row& r, int64_t k, typename S::R h) {
@@ -211,7 +224,7 @@ struct Cells {
     static void rnn_forward(const Row& r) {
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto pre = S::add(S::load(r.xw + k), S::load(r.gates + k));
+            const auto pre = S::add(input<S>(r, k), S::load(r.gates + k));
             const auto h = r.activation == 1 ? S::max_keep_nan(S::zero(), pre) : tanh_v<S>(pre);
             put_h<S>(r, k, h);
             if (r.training) S::store(r.xw + k, h);
@@ -238,10 +251,10 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto i = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
-            const auto f = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
-            const auto g = tanh_v<S>(S::add(S::load(r.xw + 2 * H + k), S::load(r.gates + 2 * H + k)));
-            const auto o = sigmoid_v<S>(S::add(S::load(r.xw + 3 * H + k), S::load(r.gates + 3 * H + k)));
+            const auto i = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
+            const auto f = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
+            const auto g = tanh_v<S>(S::add(input<S>(r, 2 * H + k), S::load(r.gates + 2 * H + k)));
+            const auto o = sigmoid_v<S>(S::add(input<S>(r, 3 * H + k), S::load(r.gates + 3 * H + k)));
             const auto c_prev = S::load(r.c + k);
             const auto c = S::fmadd(f, c_prev, S::mul(i, g));
             const auto c_tanh = tanh_v<S>(c);
@@ -275,11 +288,11 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto rg = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
-            const auto z = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
+            const auto rg = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
+            const auto z = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
             auto hn = S::load(r.gates + 2 * H + k);
             if (r.b_hn) hn = S::add(hn, S::load(r.b_hn + k));
-            const auto n = tanh_v<S>(S::fmadd(rg, hn, S::load(r.xw + 2 * H + k)));
+            const auto n = tanh_v<S>(S::fmadd(rg, hn, input<S>(r, 2 * H + k)));
             const auto h_prev = S::load(r.h_prev + k);
             put_h<S>(r, k, S::fmadd(z, S::sub(h_prev, n), n));  // (1 - z) n + z h
             if (r.training) {
@@ -308,8 +321,8 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto rg = sigmoid_v<S>(S::add(S::load(r.xw + k), S::load(r.gates + k)));
-            const auto z = sigmoid_v<S>(S::add(S::load(r.xw + H + k), S::load(r.gates + H + k)));
+            const auto rg = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
+            const auto z = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
             S::store(r.gates + k, rg), S::store(r.gates + H + k, z);
             S::store(r.rh + k, S::mul(rg, S::load(r.h_rec + k)));
         });
@@ -320,7 +333,7 @@ struct Cells {
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
             const auto z = S::load(r.gates + H + k);
-            const auto n = tanh_v<S>(S::add(S::load(r.xw + 2 * H + k), S::load(r.gates + 2 * H + k)));
+            const auto n = tanh_v<S>(S::add(input<S>(r, 2 * H + k), S::load(r.gates + 2 * H + k)));
             put_h<S>(r, k, S::fmadd(z, S::sub(S::load(r.h_prev + k), n), n));
             if (r.training) {
                 S::store(r.xw + k, S::load(r.gates + k)), S::store(r.xw + H + k, z);

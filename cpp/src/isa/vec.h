@@ -5,7 +5,8 @@
 // with -mavx2 or -mavx512f can be picked by the linker for code that runs on the baseline path.
 // That is also why nothing here calls a std:: template.
 //
-// Each type V provides: T (element), W (lanes), R (register), and static functions load/store
+// Each type V provides: T (element), W (lanes), R (register), registers (how many the ISA has,
+// which sets the GEMM tile height), and static functions load/store
 // (unaligned), set1, zero, add, sub, mul, div, fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
 // min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
 // nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
@@ -53,6 +54,7 @@ struct Scalar {
     using T = TT;
     using R = TT;
     static constexpr int W = 1;
+    static constexpr int registers = 16;
     static R load(const T* p) { return *p; }
     static void store(T* p, R v) { *p = v; }
     static R set1(T v) { return v; }
@@ -83,6 +85,7 @@ struct Scalar {
 // ---- SSE2: the x86-64 baseline -------------------------------------------------------------
 #if defined(__SSE2__)
 struct Sse2F {
+    static constexpr int registers = 16;
     using T = float;
     using R = __m128;
     static constexpr int W = 4;
@@ -110,6 +113,7 @@ struct Sse2F {
     static R zero_where_less(R v, R x, R lo) { return _mm_andnot_ps(_mm_cmplt_ps(x, lo), v); }
 };
 struct Sse2D {
+    static constexpr int registers = 16;
     using T = double;
     using R = __m128d;
     static constexpr int W = 2;
@@ -139,6 +143,7 @@ struct Sse2D {
 // ---- AVX2 + FMA ----------------------------------------------------------------------------
 #if defined(__AVX2__) && defined(__FMA__)
 struct Avx2F {
+    static constexpr int registers = 16;
     using T = float;
     using R = __m256;
     static constexpr int W = 8;
@@ -164,6 +169,7 @@ struct Avx2F {
     static R zero_where_less(R v, R x, R lo) { return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), v); }
 };
 struct Avx2D {
+    static constexpr int registers = 16;
     using T = double;
     using R = __m256d;
     static constexpr int W = 4;
@@ -193,6 +199,7 @@ struct Avx2D {
 // ---- AVX-512F ------------------------------------------------------------------------------
 #if defined(__AVX512F__)
 struct Avx512F {
+    static constexpr int registers = 32;
     using T = float;
     using R = __m512;
     static constexpr int W = 16;
@@ -223,6 +230,7 @@ struct Avx512F {
     static R zero_where_less(R v, R x, R lo) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), v); }
 };
 struct Avx512D {
+    static constexpr int registers = 32;
     using T = double;
     using R = __m512d;
     static constexpr int W = 8;
@@ -262,6 +270,7 @@ struct Pair {
         typename V::R lo, hi;
     };
     static constexpr int W = 2 * V::W;
+    static constexpr int registers = 32;  // the AVX-512 tile shapes, whatever they cost here
     static R make(typename V::R lo, typename V::R hi) { R r; r.lo = lo; r.hi = hi; return r; }
     static R load(const T* p) { return make(V::load(p), V::load(p + V::W)); }
     static void store(T* p, R v) { V::store(p, v.lo); V::store(p + V::W, v.hi); }

@@ -68,7 +68,8 @@ struct Slice {
 template <typename T>
 struct StepForward {
     int64_t Bs, H;
-    T* xw;                  // (Bs, G*H) input projection (+ folded bias); training: activations
+    T* xw;                  // (Bs, G*H) input projection; training: activations
+    const T* bias;          // (G*H) folded bias, added to xw in the pointwise step
     const T* h;             // (B, H) h_{t-1}
     const T* h_rec;         // (B, H) m (.) h_{t-1}: what feeds W_hh
     T* h_out;               // (B, H) h_t
@@ -225,22 +226,22 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     Planes<T> planes;
     if (training) planes = carve_workspace(workspace, seq, G, Cell::extra_planes);
 
-    // 1. The input projection, one GEMM over every valid row: xw (N, G*H) = x W_ih^T + bias.
+    // 1. The input projection, one GEMM over every valid row: xw (N, G*H) = x W_ih^T. The
+    //    folded bias is added in each step's pointwise kernel, where xw is read anyway.
     Buffer<T> xw_storage, x_packed;
     T* xw = planes.act;
     if (!training) {
         xw_storage.reset(checked_mul(N, GH));
         xw = xw_storage.get();
     }
+    std::vector<T> bias(GH);
+    cell.fold_bias(bias.data(), w, H);
     {
-        std::vector<T> bias(GH);
-        cell.fold_bias(bias.data(), w, H);
-        for (int64_t p = 0; p < N; ++p) std::copy(bias.begin(), bias.end(), xw + p * GH);
         const T* xp = packed_view(x_packed, x, sched, I);
         if (prepared)
-            gemm_prepacked<T>(Trans::no, N, xp, I, prepared->ih, T(1), T(1), xw, GH);
+            gemm_prepacked<T>(Trans::no, N, xp, I, prepared->ih, T(1), T(0), xw, GH);
         else
-            gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(1), xw, GH);
+            gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(0), xw, GH);
     }
 
     // 2. The time loop, in one parallel region.
@@ -279,6 +280,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.Bs = Bs;
             a.H = H;
             a.xw = xw + p0 * GH;
+            a.bias = bias.data();
             a.h = h_buf[cur].get();
             a.h_rec = mask ? h_rec_buf[cur].get() : h_buf[cur].get();
             a.h_out = h_buf[nxt].get();
@@ -471,6 +473,7 @@ void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
     for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step) {
         isa::Row<T> r = forward_row(a, sl, j);
         r.xw = a.xw + j * G * a.H + sl.u_begin;
+        r.bias = a.bias + sl.u_begin;
         r.gates = a.gates + j * G * a.H + sl.u_begin;
         f(r, j);
     }

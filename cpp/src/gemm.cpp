@@ -21,6 +21,7 @@ constexpr int64_t kPackA = 24;      // from this many rows on, A is packed
 
 template <typename T>
 void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+    if (beta == T(1)) return;
     for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
 }

@@ -67,8 +67,10 @@ int max_threads() {
 void set_max_threads(int n) { explicit_cap.store(n > 0 ? n : 0, std::memory_order_relaxed); }
 
 int threads_for_work(double work) {
-    // About 64k multiply-adds per thread before another thread pays for its wake-up.
-    constexpr double per_thread = 65536.0;
+    // About 256k multiply-adds (several microseconds) per thread before another thread pays
+    // for waking it and for the barrier: a streaming step (B = 1, H = 256) stays on one thread,
+    // and a loaded machine, where a barrier can cost a scheduler time slice, hurts less.
+    constexpr double per_thread = 262144.0;
     const int cap = max_threads();
     if (cap <= 1 || work < 2 * per_thread) return 1;
     const double want = work / per_thread;

@@ -155,3 +155,26 @@ def test_set_num_threads_caps_every_call_and_keeps_results():
 def test_set_num_threads_rejects_bad_values(bad, error):
     with pytest.raises(error, match="n"):
         gatedrnn.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_inference_projection_blocks_match_training(reverse, batch_first):
+    """Inference projects the input in blocks of steps (about 4 MB each; here 16 steps of
+    B = 64 rows of 4H = 1024 floats, so T = 40 spans three blocks, and ragged lengths make the
+    blocks uneven); training projects all rows at once. Same kernels, same summation order:
+    the outputs must be identical, and match the reference."""
+    rng = np.random.default_rng(11)
+    T, B, I, H = 40, 64, 24, 256
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+    w = [rng.uniform(-0.06, 0.06, s).astype(np.float32) for s in [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
+    lengths = rng.integers(0, T + 1, size=B)
+    lengths[3] = T
+    kw = dict(lengths=lengths, reverse=reverse, batch_first=batch_first)
+    infer = F.lstm(x, *w, **kw)
+    train = F.lstm(x, *w, training=True, **kw)
+    for a, b in zip(infer, train[:3]):
+        np.testing.assert_array_equal(a, b)
+    ref = R.lstm(x.astype(np.float64), *[a.astype(np.float64) for a in w], **kw)
+    np.testing.assert_allclose(infer.y, ref.y, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(infer.c_n, ref.c_n, rtol=1e-4, atol=2e-5)

@@ -145,6 +145,15 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
     return storage.get();
 }
 
+// Inference: steps per block of the input projection. A block holds about 4 MB of projected
+// rows (so it is still in cache when its steps read it), and at least 192 rows (so its GEMM
+// runs at full speed).
+inline int64_t projection_block_steps(int64_t B, int64_t GH, size_t element) {
+    const int64_t row_bytes = GH * static_cast<int64_t>(element);
+    const int64_t rows = std::max<int64_t>(192, (int64_t(4) << 20) / std::max<int64_t>(row_bytes, 1));
+    return std::max<int64_t>(1, rows / std::max<int64_t>(B, 1));
+}
+
 // How one sequence's time loop is spread over threads.
 struct TeamPlan {
     int threads = 1;
@@ -226,25 +235,35 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     Planes<T> planes;
     if (training) planes = carve_workspace(workspace, seq, G, Cell::extra_planes);
 
-    // 1. The input projection, one GEMM over every valid row: xw (N, G*H) = x W_ih^T. The
-    //    folded bias is added in each step's pointwise kernel, where xw is read anyway.
-    Buffer<T> xw_storage, x_packed;
-    T* xw = planes.act;
-    if (!training) {
-        xw_storage.reset(checked_mul(N, GH));
-        xw = xw_storage.get();
-    }
+    // 1. The input projection xw = x W_ih^T as big GEMMs over the valid rows, before the steps
+    //    that read them. Training projects every row at once into the workspace (backward needs
+    //    it); inference projects blocks of steps into a bounded buffer, each block just before
+    //    its steps, so memory stays small whatever T*B is. In packed order a block of steps is
+    //    a contiguous range of rows. The folded bias is added in each step's pointwise kernel,
+    //    where xw is read anyway.
     std::vector<T> bias(GH);
     cell.fold_bias(bias.data(), w, H);
-    {
-        const T* xp = packed_view(x_packed, x, sched, I);
-        if (prepared)
-            gemm_prepacked<T>(Trans::no, N, xp, I, prepared->ih, T(1), T(0), xw, GH);
-        else
-            gemm_nt<T>(N, GH, I, xp, I, w.w_ih, I, T(0), xw, GH);
-    }
+    PackedB<T> ih_local;
+    if (!prepared) pack_b(ih_local, Trans::yes, w.w_ih, I, I, GH);
+    const PackedB<T>& ih = prepared ? prepared->ih : ih_local;
+    const int64_t block_steps = training ? std::max<int64_t>(sched.steps, 1)
+                                         : projection_block_steps(B, GH, sizeof(T));
+    Buffer<T> xw_storage(training ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), GH));
+    Buffer<T> x_block(sched.identity ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), I));
+    auto project = [&](int64_t s0, int64_t s1, T* out) {
+        const int64_t r0 = sched.offset[s0], rows = sched.offset[s1] - r0;
+        const T* xp = x + r0 * I;
+        if (!sched.identity) {
+            for (int64_t p = 0; p < rows; ++p)
+                std::copy(x + sched.source[r0 + p] * I, x + (sched.source[r0 + p] + 1) * I,
+                          x_block.get() + p * I);
+            xp = x_block.get();
+        }
+        gemm_prepacked<T>(Trans::no, rows, xp, I, ih, T(1), T(0), out, GH);
+    };
 
-    // 2. The time loop, in one parallel region.
+    // 2. The time loop, one parallel region per block of steps (one for the whole sequence
+    //    when training or when the projection fits the block).
     PackedB<T> local[G];
     if (!prepared)
         for (int g = 0; g < G; ++g) pack_b(local[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
@@ -271,15 +290,19 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         }
 
     const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
+    for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
+    s1 = std::min(sched.steps, s0 + block_steps);
+    T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
+    project(s0, s1, xw);
     run_team(plan, [&](int tid, auto barrier) {
         const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
-        for (int64_t s = 0; s < sched.steps; ++s) {
+        for (int64_t s = s0; s < s1; ++s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             const int cur = s & 1, nxt = cur ^ 1;
             StepForward<T> a{};
             a.Bs = Bs;
             a.H = H;
-            a.xw = xw + p0 * GH;
+            a.xw = xw + (p0 - sched.offset[s0]) * GH;
             a.bias = bias.data();
             a.h = h_buf[cur].get();
             a.h_rec = mask ? h_rec_buf[cur].get() : h_buf[cur].get();
@@ -311,6 +334,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 });
         }
     });
+    }
 }
 
 template <typename Cell, typename T>

@@ -145,6 +145,9 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
     return storage.get();
 }
 
+// Calls with at most this many valid (t, b) rows read unpacked weights in place.
+constexpr int64_t kInPlaceRows = 8;
+
 // Inference: steps per block of the input projection. A block holds about 4 MB of projected
 // rows (so it is still in cache when its steps read it), and at least 192 rows (so its GEMM
 // runs at full speed).
@@ -243,8 +246,16 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     //    where xw is read anyway.
     std::vector<T> bias(GH);
     cell.fold_bias(bias.data(), w, H);
+    // Packing a matrix costs two passes over it and pays back over many rows or steps; a call
+    // with only a few (a single step of a small batch) reads the weights in place instead.
+    const bool in_place = !prepared && N <= kInPlaceRows;
     PackedB<T> ih_local;
-    if (!prepared) pack_b(ih_local, Trans::yes, w.w_ih, I, I, GH);
+    if (!prepared) {
+        if (in_place)
+            view_b(ih_local, w.w_ih, I, I, GH);
+        else
+            pack_b(ih_local, Trans::yes, w.w_ih, I, I, GH);
+    }
     const PackedB<T>& ih = prepared ? prepared->ih : ih_local;
     const int64_t block_steps = training ? std::max<int64_t>(sched.steps, 1)
                                          : projection_block_steps(B, GH, sizeof(T));
@@ -266,7 +277,12 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     //    when training or when the projection fits the block).
     PackedB<T> local[G];
     if (!prepared)
-        for (int g = 0; g < G; ++g) pack_b(local[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+        for (int g = 0; g < G; ++g) {
+            if (in_place)
+                view_b(local[g], w.w_hh + g * H * H, H, H, H);
+            else
+                pack_b(local[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+        }
     const PackedB<T>* packed = prepared ? prepared->hh : local;
     const isa::Kernels<T>& k = *packed[0].kernels;
     Buffer<T> h_buf[2] = {Buffer<T>(B * H), Buffer<T>(B * H)};

@@ -5,6 +5,7 @@
 #include "gatedrnn/gemm.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "gatedrnn/threads.h"
 #include "isa/dispatch.h"
@@ -46,9 +47,27 @@ void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, 
 }
 
 template <typename T>
+void view_b(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N) {
+    const isa::Kernels<T>& k = isa::of<T>(isa::active());
+    out.kernels = &k;
+    out.K = K;
+    out.N = N;
+    out.panels = (N + k.nr - 1) / k.nr;
+    out.direct = B;
+    out.ld_direct = ldb;
+}
+
+template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc) {
     const isa::Kernels<T>& k = *B.kernels;
+    if (B.direct) {
+        const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
+        if (j1 > j0)
+            k.gemm_nt_direct(M, j1 - j0, B.K, A, lda, B.direct + j0 * B.ld_direct, B.ld_direct,
+                             beta, C + j0, ldc);
+        return;
+    }
     if (B.K == 0) {
         for (int64_t p = p_begin; p < p_end; ++p) {
             const int64_t j0 = p * k.nr;
@@ -74,6 +93,8 @@ void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& 
     });
 }
 
+template void view_b<float>(PackedB<float>&, const float*, int64_t, int64_t, int64_t);
+template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, int64_t);
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
@@ -99,6 +120,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
         return;
     }
     const isa::Kernels<T>& k = *packed.kernels;
+    if (packed.direct) {
+        if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a direct view takes alpha = 1");
+        if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a direct view takes A as is");
+        gemm_packed_parallel(M, A, lda, packed, beta, C, ldc);
+        return;
+    }
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA;
     const int64_t mc = pack_a ? kMC : M;

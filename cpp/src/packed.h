@@ -14,8 +14,16 @@ struct PackedB {
     const isa::Kernels<T>* kernels = nullptr;  // the ISA it was packed for (panel width)
     int64_t K = 0, N = 0, panels = 0;
     Buffer<T> data;                            // [panel][K][nr]
+    // Or, not packed at all: op(B) = direct^T for direct (N, K) row-major, read in place by
+    // the dot-product kernel. For a call too small to pay for packing (see view_b).
+    const T* direct = nullptr;
+    int64_t ld_direct = 0;
     const T* panel(int64_t p) const { return data.get() + p * K * kernels->nr; }
 };
+
+// A PackedB that reads B^T (B (N, K) row-major) in place; panels still split its columns.
+template <typename T>
+void view_b(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N);
 
 // Packs op(B) (K, N): B (K, N) when trans_b is no, B (N, K) read transposed when yes.
 template <typename T>

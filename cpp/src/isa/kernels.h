@@ -187,6 +187,56 @@ struct GemmKernels {
                        const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
         tile_rows<MR>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
     }
+
+    static T hsum(typename V::R v) {
+        T buf[V::W];
+        V::store(buf, v);
+        T s = T(0);
+        for (int i = 0; i < V::W; ++i) s += buf[i];
+        return s;
+    }
+
+    // Up to 4 rows of A against 2 rows of B at a time: 8 independent accumulator chains.
+    template <int M>
+    static void dot_rows(int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                         T beta, T* C, int64_t ldc) {
+        const int64_t kv = K - K % V::W;
+        for (int64_t n = 0; n < N; n += 2) {
+            const int nb = N - n >= 2 ? 2 : 1;
+            typename V::R acc[M][2];
+            for (int i = 0; i < M; ++i) acc[i][0] = V::zero(), acc[i][1] = V::zero();
+            for (int64_t k = 0; k < kv; k += V::W) {
+                const auto b0 = V::load(B + n * ldb + k);
+                const auto b1 = nb == 2 ? V::load(B + (n + 1) * ldb + k) : V::zero();
+                for (int i = 0; i < M; ++i) {
+                    const auto a = V::load(A + i * lda + k);
+                    acc[i][0] = V::fmadd(a, b0, acc[i][0]);
+                    acc[i][1] = V::fmadd(a, b1, acc[i][1]);
+                }
+            }
+            for (int i = 0; i < M; ++i)
+                for (int j = 0; j < nb; ++j) {
+                    T s = hsum(acc[i][j]);
+                    for (int64_t k = kv; k < K; ++k) s += A[i * lda + k] * B[(n + j) * ldb + k];
+                    T* c = C + i * ldc + n + j;
+                    *c = beta == T(0) ? s : beta * *c + s;
+                }
+        }
+    }
+
+    static void gemm_nt_direct(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+        for (int64_t i = 0; i < M; i += 4) {
+            const T* a = A + i * lda;
+            T* c = C + i * ldc;
+            switch (M - i >= 4 ? 4 : M - i) {
+                case 1: dot_rows<1>(N, K, a, lda, B, ldb, beta, c, ldc); break;
+                case 2: dot_rows<2>(N, K, a, lda, B, ldb, beta, c, ldc); break;
+                case 3: dot_rows<3>(N, K, a, lda, B, ldb, beta, c, ldc); break;
+                default: dot_rows<4>(N, K, a, lda, B, ldb, beta, c, ldc); break;
+            }
+        }
+    }
 };
 
 // ---- pointwise cell steps ----------------------------------------------------------------
@@ -373,6 +423,7 @@ gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     k.pack_b = &GemmKernels<V>::pack_b;
     k.pack_a = &GemmKernels<V>::pack_a;
     k.kernel = &GemmKernels<V>::kernel;
+    k.gemm_nt_direct = &GemmKernels<V>::gemm_nt_direct;
     k.sigmoid = &sigmoid_array<V>;
     k.tanh = &tanh_array<V>;
     k.rnn_forward = &Cells<V>::rnn_forward;

@@ -59,6 +59,11 @@ struct Kernels {
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                    const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite);
 
+    // C (M, N) = A (M, K) . B^T + beta C for B (N, K) read in place, no packing: dot products
+    // along K, B streamed once per 4 rows. For calls too small to pay for packing B.
+    void (*gemm_nt_direct)(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                           int64_t ldb, T beta, T* C, int64_t ldc);
+
     // out[i] = sigma(in[i]) / tanh(in[i]) for i < n; in and out may alias.
     void (*sigmoid)(int64_t n, const T* in, T* out);
     void (*tanh)(int64_t n, const T* in, T* out);

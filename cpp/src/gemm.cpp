@@ -16,9 +16,24 @@ namespace gatedrnn {
 namespace detail {
 namespace {
 
-constexpr int64_t kKC = 256;        // depth of a cache block
-constexpr int64_t kMC = 96;         // rows of a packed A block (a multiple of every mr)
-constexpr int64_t kPackA = 24;      // from this many rows on, A is packed
+constexpr int64_t kKC = 256;                 // depth of a cache block
+#ifndef GATEDRNN_A_BLOCK_BYTES
+#define GATEDRNN_A_BLOCK_BYTES (1 << 19)
+#endif
+constexpr int64_t kABlockBytes = GATEDRNN_A_BLOCK_BYTES;  // a packed A block stays in L2
+constexpr int64_t kPackA = 24;               // from this many rows on, A is packed
+
+// Rows of a packed A block: as many as fit kABlockBytes, split evenly over the threads, a
+// multiple of mr. Every row tile streams the whole packed B once, so few, tall tiles keep that
+// traffic low when K is long (the weight gradients: K = T*B).
+template <typename T>
+int64_t rows_per_tile(int64_t M, int threads, int64_t mr) {
+    const int64_t max_rows = std::max<int64_t>(mr, kABlockBytes / (kKC * int64_t(sizeof(T))) / mr * mr);
+    const int64_t per_thread = (M + threads - 1) / threads;
+    const int64_t tiles_per_thread = (per_thread + max_rows - 1) / max_rows;
+    const int64_t rows = (M + threads * tiles_per_thread - 1) / (threads * tiles_per_thread);
+    return (rows + mr - 1) / mr * mr;
+}
 
 template <typename T>
 void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
@@ -128,9 +143,9 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     }
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA;
-    const int64_t mc = pack_a ? kMC : M;
-    const int64_t tiles_m = (M + mc - 1) / mc;
     int threads = threads_for_work(static_cast<double>(M) * N * K);
+    const int64_t mc = pack_a ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
+    const int64_t tiles_m = (M + mc - 1) / mc;
     // Enough column groups that every thread gets work even when M is one block.
     const int64_t groups = std::min<int64_t>(packed.panels,
                                              std::max<int64_t>(1, (threads * 4 + tiles_m - 1) / tiles_m));
@@ -138,7 +153,7 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     const int64_t tiles_n = (packed.panels + panels_per_group - 1) / panels_per_group;
     const int64_t tiles = tiles_m * tiles_n;
     threads = static_cast<int>(std::min<int64_t>(threads, tiles));
-    const int64_t a_block = kMC * kKC;
+    const int64_t a_block = mc * kKC;
     Buffer<T> a_packs(pack_a ? checked_mul(std::max(threads, 1), a_block) : 0);
     const int64_t a_row = ta == Trans::yes ? 1 : lda, a_col = ta == Trans::yes ? lda : 1;
 

@@ -162,8 +162,9 @@ def test_set_num_threads_rejects_bad_values(bad, error):
 def test_inference_projection_blocks_match_training(reverse, batch_first):
     """Inference projects the input in blocks of steps (about 4 MB each; here 16 steps of
     B = 64 rows of 4H = 1024 floats, so T = 40 spans three blocks, and ragged lengths make the
-    blocks uneven); training projects all rows at once. Same kernels, same summation order:
-    the outputs must be identical, and match the reference."""
+    blocks uneven); training projects all rows at once. The same kernels, but a row may land
+    in a tile of another height (short tiles keep partial sums over k), so the two agree to
+    float32 rounding, not bit for bit; and both match the reference."""
     rng = np.random.default_rng(11)
     T, B, I, H = 40, 64, 24, 256
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
@@ -174,7 +175,7 @@ def test_inference_projection_blocks_match_training(reverse, batch_first):
     infer = F.lstm(x, *w, **kw)
     train = F.lstm(x, *w, training=True, **kw)
     for a, b in zip(infer, train[:3]):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     ref = R.lstm(x.astype(np.float64), *[a.astype(np.float64) for a in w], **kw)
     np.testing.assert_allclose(infer.y, ref.y, rtol=1e-4, atol=2e-5)
     np.testing.assert_allclose(infer.c_n, ref.c_n, rtol=1e-4, atol=2e-5)

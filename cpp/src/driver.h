@@ -163,13 +163,19 @@ struct TeamPlan {
     bool batch_split = false;
 };
 
+// Weights one call streams through: W_ih and W_hh.
 template <typename T>
-TeamPlan plan_team(int64_t B, int64_t G, int64_t H, int64_t panels, int64_t mr) {
+double call_weight_bytes(int64_t G, int64_t I, int64_t H) {
+    return static_cast<double>(G) * H * (I + H) * sizeof(T);
+}
+
+template <typename T>
+TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, int64_t mr) {
     TeamPlan plan;
     const double step_work = static_cast<double>(B) * G * H * H;
-    plan.threads = threads_for_work(step_work);
-    if (plan.threads <= 1) return plan;
     const double weight_bytes = static_cast<double>(G) * H * H * sizeof(T);
+    plan.threads = std::max(threads_for_work(step_work), threads_for_cache(call_weight_bytes<T>(G, I, H)));
+    if (plan.threads <= 1) return plan;
     plan.batch_split = B >= 2 * mr * plan.threads && weight_bytes <= 2.0 * 1024 * 1024;
     if (!plan.batch_split) plan.threads = static_cast<int>(std::min<int64_t>(plan.threads, panels));
     return plan;
@@ -270,7 +276,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                           x_block.get() + p * I);
             xp = x_block.get();
         }
-        gemm_prepacked<T>(Trans::no, rows, xp, I, ih, T(1), T(0), out, GH);
+        // As many threads as keep W_ih^T cache-resident across calls (streaming).
+        gemm_prepacked<T>(Trans::no, rows, xp, I, ih, T(1), T(0), out, GH,
+                          threads_for_cache(call_weight_bytes<T>(G, I, H)));
     };
 
     // 2. The time loop, one parallel region per block of steps (one for the whole sequence
@@ -305,7 +313,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 std::copy(c.get() + j * H, c.get() + (j + 1) * H, c_n + sched.order[j] * H);
         }
 
-    const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
+    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
     for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
@@ -378,7 +386,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     if (dh_seq && N != seq.rows())
         for (int64_t r = 0; r < seq.rows(); ++r) std::fill(dh_seq + r * ld_y, dh_seq + r * ld_y + H, T(0));
 
-    const TeamPlan plan = plan_team<T>(B, G, H, packed[0].panels, k.mr);
+    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
     run_team(plan, [&](int tid, auto barrier) {
         const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
         const int64_t n = sl.u_end - sl.u_begin;

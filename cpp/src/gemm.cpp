@@ -100,9 +100,9 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
 
 template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
-                          int64_t ldc) {
+                          int64_t ldc, int min_threads) {
     if (M <= 0 || B.N <= 0) return;
-    const int threads = threads_for_work(static_cast<double>(M) * B.N * B.K);
+    const int threads = std::max(min_threads, threads_for_work(static_cast<double>(M) * B.N * B.K));
     parallel_chunks(B.panels, threads, [&](int64_t begin, int64_t end, int) {
         gemm_packed(M, A, lda, B, begin, end, beta, C, ldc);
     });
@@ -117,9 +117,9 @@ template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<f
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
                                   int64_t, double, double*, int64_t);
 template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
-                                          float, float*, int64_t);
+                                          float, float*, int64_t, int);
 template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,
-                                           double, double*, int64_t);
+                                           double, double*, int64_t, int);
 
 }  // namespace detail
 
@@ -127,7 +127,7 @@ namespace detail {
 
 template <typename T>
 void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<T>& packed,
-                    T alpha, T beta, T* C, int64_t ldc) {
+                    T alpha, T beta, T* C, int64_t ldc, int min_threads) {
     const int64_t N = packed.N, K = packed.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
@@ -138,12 +138,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     if (packed.direct) {
         if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a direct view takes alpha = 1");
         if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a direct view takes A as is");
-        gemm_packed_parallel(M, A, lda, packed, beta, C, ldc);
+        gemm_packed_parallel(M, A, lda, packed, beta, C, ldc, min_threads);
         return;
     }
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA;
-    int threads = threads_for_work(static_cast<double>(M) * N * K);
+    int threads = std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
     const int64_t mc = pack_a ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
     const int64_t tiles_m = (M + mc - 1) / mc;
     // Enough column groups that every thread gets work even when M is one block.
@@ -182,9 +182,9 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
 }
 
 template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,
-                                    float, float, float*, int64_t);
+                                    float, float, float*, int64_t, int);
 template void gemm_prepacked<double>(Trans, int64_t, const double*, int64_t,
-                                     const PackedB<double>&, double, double, double*, int64_t);
+                                     const PackedB<double>&, double, double, double*, int64_t, int);
 
 }  // namespace detail
 

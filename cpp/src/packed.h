@@ -34,15 +34,16 @@ template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc);
 
-// C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM.
+// C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM, on at
+// least `min_threads` threads (a caller keeping B cache-resident across calls asks for more).
 template <typename T>
 void gemm_prepacked(Trans trans_a, int64_t M, const T* A, int64_t lda, const PackedB<T>& B,
-                    T alpha, T beta, T* C, int64_t ldc);
+                    T alpha, T beta, T* C, int64_t ldc, int min_threads = 1);
 
 // The same over all panels, spread over threads by panels.
 template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
-                          int64_t ldc);
+                          int64_t ldc, int min_threads = 1);
 
 }  // namespace gatedrnn::detail
 

@@ -6,6 +6,7 @@
 
 #ifdef __linux__
 #include <sched.h>
+#include <unistd.h>
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -74,6 +75,21 @@ int threads_for_work(double work) {
     const int cap = max_threads();
     if (cap <= 1 || work < 2 * per_thread) return 1;
     const double want = work / per_thread;
+    return want >= cap ? cap : static_cast<int>(want);
+}
+
+int threads_for_cache(double bytes) {
+    static const double budget = [] {
+        long l2 = 0;
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        if (l2 <= 0) l2 = 1L << 20;  // unknown: assume 1 MB
+        return 0.5 * static_cast<double>(l2);
+    }();
+    const int cap = max_threads();
+    if (cap <= 1 || bytes <= budget) return 1;
+    const double want = bytes / budget + 0.999;
     return want >= cap ? cap : static_cast<int>(want);
 }
 

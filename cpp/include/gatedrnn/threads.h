@@ -19,4 +19,9 @@ bool openmp_enabled();
 // thread, so they do not pay for waking a team.
 int threads_for_work(double work);
 
+// Threads needed so that each one's share of `bytes` of weights fits in half of its L2 cache:
+// weights read every call or step (streaming) then stay cache-resident instead of streaming
+// from L3 or memory each time, even when the arithmetic alone would not need the threads.
+int threads_for_cache(double bytes);
+
 }  // namespace gatedrnn

@@ -138,21 +138,40 @@ struct GemmKernels {
     template <int M>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
                      int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
-        typename V::R acc0[M], acc1[M];
-        for (int i = 0; i < M; ++i) acc0[i] = V::zero(), acc1[i] = V::zero();
-        for (int64_t k = 0; k < kc; ++k) {
+        // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
+        // flight: with one row and one sum per column vector, every FMA would wait for the
+        // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
+        constexpr int U = M >= 4 ? 1 : (M == 1 ? 4 : 2);
+        typename V::R acc0[U][M], acc1[U][M];
+        for (int u = 0; u < U; ++u)
+            for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();
+        int64_t k = 0;
+        for (; k + U <= kc; k += U)
+            for (int u = 0; u < U; ++u) {
+                const auto b0 = V::load(b + (k + u) * NR), b1 = V::load(b + (k + u) * NR + V::W);
+                const T* ak = a + (k + u) * a_col;
+                for (int i = 0; i < M; ++i) {
+                    const auto ai = V::set1(ak[i * a_row]);
+                    acc0[u][i] = V::fmadd(ai, b0, acc0[u][i]);
+                    acc1[u][i] = V::fmadd(ai, b1, acc1[u][i]);
+                }
+            }
+        for (; k < kc; ++k) {
             const auto b0 = V::load(b + k * NR), b1 = V::load(b + k * NR + V::W);
             const T* ak = a + k * a_col;
             for (int i = 0; i < M; ++i) {
                 const auto ai = V::set1(ak[i * a_row]);
-                acc0[i] = V::fmadd(ai, b0, acc0[i]);
-                acc1[i] = V::fmadd(ai, b1, acc1[i]);
+                acc0[0][i] = V::fmadd(ai, b0, acc0[0][i]);
+                acc1[0][i] = V::fmadd(ai, b1, acc1[0][i]);
             }
         }
+        for (int u = 1; u < U; ++u)
+            for (int i = 0; i < M; ++i)
+                acc0[0][i] = V::add(acc0[0][i], acc0[u][i]), acc1[0][i] = V::add(acc1[0][i], acc1[u][i]);
         const auto va = V::set1(alpha), vb = V::set1(beta);
         for (int i = 0; i < M; ++i) {
             T* c = C + i * ldc;
-            auto v0 = V::mul(va, acc0[i]), v1 = V::mul(va, acc1[i]);
+            auto v0 = V::mul(va, acc0[0][i]), v1 = V::mul(va, acc1[0][i]);
             if (cols == NR) {
                 if (!overwrite) {
                     v0 = V::add(V::load(c), v0), v1 = V::add(V::load(c + V::W), v1);

@@ -1,4 +1,4 @@
-"""Command line: ``python -m gatedrnn info | demo``."""
+"""Command line: ``python -m gatedrnn info | demo | bench``."""
 
 import argparse
 import json
@@ -124,11 +124,16 @@ def main(argv=None):
     p_demo = sub.add_parser("demo", help="forward/backward of every cell, then a short training run")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--epochs", type=int, default=40)
+    from gatedrnn import bench
+    bench.add_arguments(sub.add_parser(
+        "bench", help="time gatedrnn against PyTorch, ONNX Runtime and plain NumPy"))
     args = parser.parse_args(argv)
     if args.command == "info":
         print(json.dumps(gatedrnn.info(), indent=2))
     elif args.command == "demo":
         demo(args)
+    elif args.command == "bench":
+        return bench.run_from_args(args)
     return 0
 
 

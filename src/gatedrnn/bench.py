@@ -1,0 +1,1747 @@
+"""Benchmark harness: gatedrnn against PyTorch, ONNX Runtime and plain NumPy, in one run.
+
+Run it as ``python -m gatedrnn bench`` (``--help`` lists the options); ``bench/`` in the source
+tree runs the same cases through pytest-benchmark. Only NumPy is required: torch, onnxruntime
+and onnx are imported lazily, and a missing one turns its column into "n/a" with a printed note.
+
+Legend: T time steps, B batch, I input size, H hidden size, G gates (RNN 1, GRU 3, LSTM 4),
+L layers, D directions.
+
+What is compared (the same float32 weights, inputs and initial states for every implementation;
+each case starts with a parity check of every output, and in training of every gradient,
+against gatedrnn's):
+
+- ``gatedrnn``: ``gatedrnn.functional``. Forward = one call with ``training=False`` (weights
+  packed once with ``pack_weights`` when it exists, as a deployed model would; ONNX Runtime and
+  PyTorch also prepare their weights once). Training = forward with ``training=True`` plus the
+  backward with ``dy = ones`` (the loss ``sum(y)``), from raw arrays (weights change every step).
+- ``PyTorch``: ``torch.nn.RNN/GRU/LSTM`` (``*Cell`` for streaming). Forward under
+  ``torch.inference_mode()``; training = forward + ``y.sum().backward()`` with grad enabled,
+  with x, h0 (and c0) requiring grad so it computes the same gradients gatedrnn does. PyTorch
+  has no reset-before GRU: n/a there.
+- ``ORT``: ONNX Runtime (CPU provider), one ONNX RNN/GRU/LSTM node per layer built in memory with
+  onnx.helper (GRU ``linear_before_reset=1`` for ``reset_after=True``, ``0`` for
+  ``reset_after=False``), forward only.
+- ``NumPy ref``: ``gatedrnn.reference``, the plain NumPy specification. A short probe estimates
+  one call; if that exceeds the per-call budget (``--max-time``) it is shown as "over budget".
+
+Threads: the same count ``n`` everywhere: ``gatedrnn.set_num_threads(n)``,
+``torch.set_num_threads(n)``, ORT ``intra_op_num_threads=n, inter_op_num_threads=1``, and
+NumPy's BLAS (through threadpoolctl when installed, else the OpenBLAS ``*_set_num_threads``
+symbol of the library NumPy loaded; if neither works a note says so and NumPy's BLAS keeps its
+own default, set ``OPENBLAS_NUM_THREADS`` before starting Python).
+
+Cases (``cases()``):
+
+- DeepBench RNN shapes (``DEEPBENCH_CSV`` below, a verbatim copy of the DeepBench kernel list:
+  columns set,hidden,batch,timesteps,type), scaled to a small CPU: input size = hidden;
+  ``vanilla`` = RNN tanh; ``gru`` gives both GRU forms (reset_after True and False); hidden
+  clamped to <= 1024 and T to <= 200; duplicates removed (after clamping; inference_server and
+  inference_device are merged into one inference set). The training set is timed as forward and
+  as training (forward + backward); the inference set as forward.
+- ``bidir``: 2-layer bidirectional LSTM and GRU, T=100, B=32, I=H=256, forward and training,
+  against torch's ``num_layers=2, bidirectional=True`` layers and a 2-layer ONNX graph.
+- ``stream``: B=1, I=H=256, LSTM and GRU, one T=1 call per step carrying the state (a packed
+  handle when ``pack_weights`` exists), against torch's LSTMCell/GRUCell stepping and one ORT
+  session run per step. Times and FLOPs are per step.
+- ``overhead``: T=1, B=1, I=H=64, every cell: the fixed cost of one call.
+
+Measurement (``measure``): each implementation of a case first runs a probe on a few time steps
+(to estimate one call and warm up), then, if one call fits in ``--max-time``, one warm-up call
+(whose outputs are the parity check) and rounds until ``--min-time`` has passed (at least 3
+rounds, at most ``--max-time``; calls shorter than ~2 ms are grouped into rounds of several
+calls); the median per call is reported. A call longer than ``--max-time`` is timed once (the
+probe was its warm-up), and a call whose estimate exceeds ``--max-call`` is not run
+("over budget", the estimate is kept in the JSON).
+
+Report columns: median time per call (per step for streaming) of each implementation; ``xPyT``,
+``xORT``, ``xref`` = peer time / gatedrnn time (above 1 means gatedrnn is faster); ``GFLOP/s``
+= gatedrnn's achieved rate with FLOPs forward = sum over layers and directions of
+``2*T*B*G*H*(I_layer + H)`` and training = 3x that; ``%SGEMM`` = that rate as a percentage of
+the machine's large-SGEMM throughput measured in the same run (NumPy float32 2048x2048 matmul,
+median of 5, same threads); ``%BW`` (forward, B <= 4) = the memory-bandwidth bound as a
+percentage of gatedrnn's time (100 % = at the bound), the bound being the time to stream the
+weights once per step as NumPy GEMVs of the same sizes, less NumPy's fixed cost per call:
+``t(W_ih) + T * t(W_hh)`` per layer and direction (the input projection reads W_ih once for the
+whole sequence; streaming: ``t([W_ih | W_hh])`` per step). The weights sit in whatever cache
+level they settle in when reused, as in the recurrence; matrices under 1 MiB are timed as
+stacked copies of >= 1 MiB (see GemvTimes), so for tiny weights that live in L1 the "bound" is
+loose and %BW can exceed 100 %. ``parity`` = the largest scaled difference
+``max|a - b| / max(1, max|b|)`` of any output or gradient of any peer against gatedrnn ("ok"
+when <= 1e-4, else MISMATCH). ``[busy N%]`` after a row: while it ran, other processes (or the
+hypervisor) used N% of the CPUs, which makes its times untrustworthy (multi-threaded code that
+synchronises every step slows down many-fold when another program takes a core). Such a case
+is rerun (``--retry-busy``, default once, after waiting up to ``--busy-wait`` seconds for the
+machine to be idle) and the least disturbed attempt kept; a flag that remains means the machine
+never became idle enough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import functools
+import gc
+import importlib
+import inspect
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+import gatedrnn
+from gatedrnn import functional as F
+
+__all__ = [
+    "Case", "DEEPBENCH_CSV", "ForeignCpu", "GemvTimes", "IMPLEMENTATIONS", "LABELS",
+    "PARITY_TOL", "Problem", "ThreadSettings", "Timing", "add_arguments", "bandwidth_bound",
+    "build_onnx_model", "cases", "check_targets", "deepbench_shapes", "finish_row",
+    "format_report", "machine_info", "main", "make_implementations", "make_problem", "measure",
+    "new_row", "parity", "parity_entry", "plan_rounds", "prepare_and_warm", "run",
+    "run_from_args", "sgemm_gflops", "summarize", "wait_for_idle", "write_json", "write_png",
+]
+
+IMPLEMENTATIONS = ("gatedrnn", "torch", "onnxruntime", "reference")
+PEERS = IMPLEMENTATIONS[1:]
+LABELS = {"gatedrnn": "gatedrnn", "torch": "PyTorch", "onnxruntime": "ORT",
+          "reference": "NumPy ref"}
+RATIO_LABELS = {"torch": "xPyT", "onnxruntime": "xORT", "reference": "xref"}
+PARITY_TOL = 1e-4
+BUSY_FLAG = 0.10   # flag a row when other work used more than this share of the CPUs
+MAX_H, MAX_T = 1024, 200
+
+VARIANTS = {  # name -> (cell, keyword options)
+    "rnn_tanh": ("rnn", {"nonlinearity": "tanh"}),
+    "gru_ra": ("gru", {"reset_after": True}),   # PyTorch/cuDNN form, ONNX linear_before_reset=1
+    "gru_rb": ("gru", {"reset_after": False}),  # Cho et al. 2014, ONNX linear_before_reset=0
+    "lstm": ("lstm", {}),
+}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+DEEPBENCH_TYPES = {"vanilla": ("rnn_tanh",), "gru": ("gru_ra", "gru_rb"), "lstm": ("lstm",)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark: a cell variant, a suite, a mode ("fwd" or "train") and its sizes.
+
+    suite: "train" / "infer" (DeepBench-derived), "bidir", "stream" (T = steps of one timed
+    run, reported per step) or "overhead".
+    """
+
+    suite: str
+    variant: str
+    mode: str
+    T: int
+    B: int
+    I: int
+    H: int
+    layers: int = 1
+    directions: int = 1
+
+    @property
+    def cell(self):
+        return VARIANTS[self.variant][0]
+
+    @property
+    def opts(self):
+        return dict(VARIANTS[self.variant][1])
+
+    @property
+    def G(self):
+        return GATES[self.cell]
+
+    @property
+    def streaming(self):
+        return self.suite == "stream"
+
+    @property
+    def id(self):
+        ld = "" if (self.layers, self.directions) == (1, 1) else \
+            f"L{self.layers}D{self.directions}-"
+        sizes = f"{ld}T{self.T}-B{self.B}-I{self.I}-H{self.H}"
+        return f"{self.suite}/{self.variant}/{sizes}/{self.mode}"
+
+    @property
+    def unit(self):
+        return "step" if self.streaming else "call"
+
+    @property
+    def per_unit(self):
+        """Divide a timed call by this to get the reported time (steps for streaming)."""
+        return self.T if self.streaming else 1
+
+    def layer_inputs(self):
+        return [self.I if l == 0 else self.directions * self.H for l in range(self.layers)]
+
+    def flops(self):
+        """FLOPs per reported unit: forward 2*T*B*G*H*(I_l + H) summed over layers and
+        directions (T = 1 for a streaming step); training 3x that."""
+        steps = 1 if self.streaming else self.T
+        f = sum(2 * steps * self.B * self.G * self.H * (i + self.H) * self.directions
+                for i in self.layer_inputs())
+        return 3 * f if self.mode == "train" else f
+
+
+def deepbench_shapes(csv_text=None):
+    """The derived DeepBench shape list: (set, variant, H, B, T), set "train" or "infer".
+
+    input size = hidden; vanilla -> rnn_tanh; gru -> gru_ra and gru_rb; H -> min(H, 1024);
+    T -> min(T, 200); inference_server and inference_device -> "infer"; duplicates removed;
+    sorted by set, variant, H, B, T.
+    """
+    rows = csv.DictReader(io.StringIO(csv_text if csv_text is not None else DEEPBENCH_CSV))
+    shapes = set()
+    for r in rows:
+        suite = "train" if r["set"] == "train" else "infer"
+        H, B, T = min(int(r["hidden"]), MAX_H), int(r["batch"]), min(int(r["timesteps"]), MAX_T)
+        for variant in DEEPBENCH_TYPES[r["type"]]:
+            shapes.add((suite, variant, H, B, T))
+    order = {"train": 0, "infer": 1}
+    vorder = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(shapes, key=lambda s: (order[s[0]], vorder[s[1]], s[2], s[3], s[4]))
+
+
+def _all_cases():
+    out = []
+    for suite, variant, H, B, T in deepbench_shapes():
+        modes = ("fwd", "train") if suite == "train" else ("fwd",)
+        out += [Case(suite, variant, m, T, B, H, H) for m in modes]
+    for variant in ("lstm", "gru_ra"):
+        for mode in ("fwd", "train"):
+            out.append(Case("bidir", variant, mode, 100, 32, 256, 256, layers=2, directions=2))
+    for variant in ("lstm", "gru_ra"):
+        out.append(Case("stream", variant, "fwd", 100, 1, 256, 256))
+    for variant in VARIANTS:
+        out.append(Case("overhead", variant, "fwd", 1, 1, 64, 64))
+    return out
+
+
+#: --quick: one or two of each kind, small enough for a smoke run of a minute or two.
+QUICK_IDS = (
+    "train/rnn_tanh/T50-B16-I1024-H1024/fwd",
+    "train/gru_ra/T1-B32-I512-H512/train",
+    "train/lstm/T25-B32-I512-H512/fwd",
+    "train/lstm/T25-B32-I512-H512/train",
+    "train/lstm/T150-B16-I256-H256/train",
+    "infer/gru_ra/T1-B4-I512-H512/fwd",
+    "infer/gru_rb/T1-B4-I512-H512/fwd",
+    "infer/lstm/T150-B1-I256-H256/fwd",
+    "infer/lstm/T25-B4-I512-H512/fwd",
+    "infer/rnn_tanh/T96-B1-I64-H64/fwd",
+    "bidir/lstm/L2D2-T100-B32-I256-H256/fwd",
+    "bidir/gru_ra/L2D2-T100-B32-I256-H256/train",
+    "stream/lstm/T100-B1-I256-H256/fwd",
+    "stream/gru_ra/T100-B1-I256-H256/fwd",
+    "overhead/lstm/T1-B1-I64-H64/fwd",
+    "overhead/gru_rb/T1-B1-I64-H64/fwd",
+)
+
+
+def cases(quick=False, filters=None):
+    """The case list (all, or the --quick subset), keeping those whose id contains any of
+    ``filters`` (a string or a list of strings; None keeps all)."""
+    selected = _all_cases()
+    if quick:
+        by_id = {c.id: c for c in selected}
+        selected = [by_id[i] for i in QUICK_IDS]
+    if filters:
+        if isinstance(filters, str):
+            filters = [filters]
+        selected = [c for c in selected if any(f in c.id for f in filters)]
+    return selected
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads, peers, machine
+# ---------------------------------------------------------------------------------------------
+
+def _import_peer(name):
+    """(module, None) or (None, reason): any failure to import means the peer is unusable."""
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:  # noqa: BLE001 - a broken install raises OSError etc.
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+_OPENBLAS_SYMBOLS = [("openblas_set_num_threads", "openblas_get_num_threads"),
+                     ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                     ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                     ("openblas_set_num_threads64_", "openblas_get_num_threads64_")]
+
+
+def _openblas_handles():
+    """(set, get) ctypes functions of every OpenBLAS library loaded in this process (Linux)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()}
+    except OSError:
+        return []
+    found = []
+    for path in sorted(p for p in paths if p.startswith("/")):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _OPENBLAS_SYMBOLS:
+            if hasattr(lib, set_name) and hasattr(lib, get_name):
+                found.append((getattr(lib, set_name), getattr(lib, get_name), path))
+                break
+    return found
+
+
+class ThreadSettings:
+    """Sets the same thread count for gatedrnn, torch, NumPy's BLAS; restores them on exit.
+    (ORT gets it per session.)"""
+
+    def __init__(self, n, torch):
+        self.n, self.torch, self.notes, self._undo = n, torch, [], []
+
+    def __enter__(self):
+        n = self.n
+        prev = gatedrnn.get_num_threads()
+        gatedrnn.set_num_threads(n)
+        self._undo.append(lambda: gatedrnn.set_num_threads(prev))
+        if self.torch is not None:
+            tprev = self.torch.get_num_threads()
+            self.torch.set_num_threads(n)
+            self._undo.append(lambda: self.torch.set_num_threads(tprev))
+        self.blas = self._set_blas(n)
+        return self
+
+    def _set_blas(self, n):
+        try:
+            from threadpoolctl import threadpool_limits
+            limiter = threadpool_limits(limits=n, user_api="blas")
+            self._undo.append(limiter.restore_original_limits)
+            return "threadpoolctl"
+        except ImportError:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            self.notes.append(f"threadpoolctl failed ({exc}); trying OpenBLAS directly")
+        handles = _openblas_handles()
+        for set_fn, get_fn, _ in handles:
+            prev = int(get_fn())
+            set_fn(int(n))
+            self._undo.append(functools.partial(set_fn, prev))
+        if handles:
+            return "openblas symbol"
+        self.notes.append(
+            "NumPy's BLAS thread count could not be set (no threadpoolctl, no OpenBLAS symbol "
+            "found): the SGEMM ceiling, the bandwidth bound and the NumPy reference use BLAS's "
+            "default threads; set OPENBLAS_NUM_THREADS/MKL_NUM_THREADS before starting Python "
+            "or `pip install threadpoolctl`")
+        return "not set"
+
+    def __exit__(self, *exc):
+        for undo in reversed(self._undo):
+            with contextlib.suppress(Exception):
+                undo()
+
+
+class ForeignCpu:
+    """Share of the machine's CPU time used by anything other than this process (other
+    processes, and time the hypervisor steals) between start() and stop(), from /proc/stat and
+    os.times(). None where /proc/stat is unavailable. Benchmarks of 2-thread barrier-synchronised
+    code slow down many-fold when another program takes a core, so rows measured while this was
+    high are flagged."""
+
+    def __init__(self):
+        self._t0 = None
+
+    @staticmethod
+    def _busy_seconds():
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        busy = sum(fields[:3]) + sum(fields[5:8])
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    def start(self):
+        try:
+            t = os.times()
+            self._t0 = (self._busy_seconds(), t.user + t.system, time.perf_counter())
+        except (OSError, ValueError, AttributeError, IndexError):
+            self._t0 = None
+
+    def stop(self):
+        if self._t0 is None:
+            return None
+        try:
+            t = os.times()
+            busy, own, wall = self._busy_seconds(), t.user + t.system, time.perf_counter()
+        except (OSError, ValueError, AttributeError, IndexError):
+            return None
+        b0, o0, w0 = self._t0
+        span = (wall - w0) * _available_cpus()
+        if span <= 0:
+            return None
+        return min(1.0, max(0.0, ((busy - b0) - (own - o0)) / span))
+
+
+def wait_for_idle(max_wait, window=1.0):
+    """Sleep until other work uses at most BUSY_FLAG of the CPUs over ``window`` seconds, or
+    ``max_wait`` seconds have passed. True when the machine was found idle."""
+    deadline = time.perf_counter() + max_wait
+    while True:
+        monitor = ForeignCpu()
+        monitor.start()
+        time.sleep(window)
+        share = monitor.stop()
+        if share is None or share <= BUSY_FLAG:
+            return True
+        if time.perf_counter() >= deadline:
+            return False
+
+
+def _cpu_model():
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _available_cpus():
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and ceilings
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Timing:
+    median: float      # seconds per call
+    rounds: int
+    number: int        # calls per round
+    total: float       # seconds spent in the timed rounds
+
+
+def plan_rounds(estimate, min_time=0.5, max_time=2.0, min_rounds=3):
+    """(rounds, calls per round) for a call of ``estimate`` seconds: rounds of >= ~2 ms, at
+    least ``min_rounds`` and ``min_time`` in total where that fits in ``max_time``, at least one
+    round."""
+    number = max(1, int(2e-3 / max(estimate, 1e-9)))
+    per_round = estimate * number
+    rounds = max(min_rounds, math.ceil(min_time / per_round))
+    rounds = min(rounds, max(1, int(max_time / per_round)))
+    return rounds, number
+
+
+def measure(fn, min_time=0.5, max_time=2.0, min_rounds=3, estimate=None):
+    """Median seconds per call of ``fn`` (already warmed up). Calls are grouped into rounds of
+    >= ~2 ms; rounds repeat until ``min_time`` has passed and ``min_rounds`` are done, and stop
+    before exceeding ``max_time`` (always at least one round)."""
+    if estimate is None:
+        t0 = time.perf_counter()
+        fn()
+        estimate = time.perf_counter() - t0
+    _, number = plan_rounds(estimate, min_time, max_time, min_rounds)
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+        elapsed = time.perf_counter() - start
+        if len(times) >= min_rounds and elapsed >= min_time:
+            break
+        if elapsed + statistics.median(times) * number > max_time:
+            break
+    return Timing(statistics.median(times), len(times), number, time.perf_counter() - start)
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+
+
+class GemvTimes:
+    """Seconds to stream a float32 (rows, cols) matrix once, measured as a NumPy GEMV with the
+    matrix wherever it settles when reused (as W_hh is every step), less NumPy's fixed cost
+    per call (a 1x1 GEMV). A matrix under 1 MiB is measured as k stacked copies of >= 1 MiB,
+    divided by k, so that per-call costs do not pass for streaming time."""
+
+    MIN_BYTES = 1 << 20
+
+    def __init__(self):
+        self._cache = {}
+        self.call_overhead = self._gemv(1, 1)
+
+    @staticmethod
+    def _gemv(rows, cols):
+        rng = np.random.default_rng(1)
+        w = rng.standard_normal((rows, cols), dtype=np.float32)
+        v = rng.standard_normal(cols, dtype=np.float32)
+        o = np.empty(rows, np.float32)
+        fn = functools.partial(np.matmul, w, v, out=o)
+        fn()
+        return measure(fn, min_time=0.05, max_time=0.3).median
+
+    def __call__(self, rows, cols):
+        key = (rows, cols)
+        if key not in self._cache:
+            k = max(1, math.ceil(self.MIN_BYTES / max(4 * rows * cols, 1)))
+            t = self._gemv(k * rows, cols) - self.call_overhead
+            self._cache[key] = max(t, 1e-9) / k
+        return self._cache[key]
+
+
+def bandwidth_bound(case, gemv):
+    """Seconds per reported unit to stream the weights (forward, B <= 4 only; else None): per
+    layer and direction t(W_ih) + T * t(W_hh) (the input projection reads W_ih once for the whole
+    sequence); streaming, per step: t([W_ih | W_hh]), one (G*H, I+H) matrix."""
+    if case.mode != "fwd" or case.B > 4:
+        return None
+    GH = case.G * case.H
+    if case.streaming:
+        return sum(case.directions * gemv(GH, i + case.H) for i in case.layer_inputs())
+    return sum(case.directions * (gemv(GH, i) + case.T * gemv(GH, case.H))
+               for i in case.layer_inputs())
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems: the same float32 data for every implementation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    x: np.ndarray        # (T, B, I)
+    params: list         # [layer][direction] -> (weight_ih, weight_hh, bias_ih, bias_hh)
+    h0: np.ndarray       # (L*D, B, H)
+    c0: np.ndarray       # (L*D, B, H) or None
+
+
+def make_problem(case, seed=0):
+    """PyTorch's default init U(-1/sqrt(H), 1/sqrt(H)) for weights and biases, x ~ N(0, 1),
+    h0, c0 ~ N(0, 0.5^2); deterministic per case id."""
+    rng = np.random.default_rng([seed, zlib.crc32(case.id.encode())])
+    k = 1.0 / math.sqrt(case.H)
+    GH, H, B = case.G * case.H, case.H, case.B
+
+    def u(*shape):
+        return rng.uniform(-k, k, size=shape).astype(np.float32)
+
+    params = [[(u(GH, i), u(GH, H), u(GH), u(GH)) for _ in range(case.directions)]
+              for i in case.layer_inputs()]
+    x = rng.standard_normal((case.T, B, case.I), dtype=np.float32)
+    n = case.layers * case.directions
+    h0 = (0.5 * rng.standard_normal((n, B, H))).astype(np.float32)
+    c0 = (0.5 * rng.standard_normal((n, B, H))).astype(np.float32) if case.cell == "lstm" else None
+    return Problem(x, params, h0, c0)
+
+
+def _param_name(kind, layer, direction):
+    return f"{kind}_l{layer}" + ("_reverse" if direction else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Implementations. Each prepare() returns a Runner: make(T) -> a no-argument callable running
+# the case on the first T steps; extract(result) -> {name: ndarray} for the parity check; ctx()
+# -> a context manager entered around warm-up and timing.
+# ---------------------------------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, make, extract, ctx=contextlib.nullcontext):
+        self.make, self.extract, self.ctx = make, extract, ctx
+
+
+class _Skip(Exception):
+    """This implementation does not run this case (reason in the message): shown as n/a."""
+
+
+class _GatedFamily:
+    """gatedrnn.functional or gatedrnn.reference (the same API; the reference has no packing
+    and no bidirectional=True, so it uses two single-direction calls per layer)."""
+
+    def __init__(self, name, module, notes):
+        self.name, self.mod, self.notes = name, module, notes
+        self.can_pack = module is F and hasattr(F, "pack_weights")
+        self.can_bidir = ("bidirectional" in inspect.signature(module.lstm).parameters)
+
+    def prepare(self, case, prob, threads):
+        fn = getattr(self.mod, case.cell)
+        bwd = getattr(self.mod, case.cell + "_backward")
+        opts, D, H, lstm = case.opts, case.directions, case.H, case.cell == "lstm"
+        pack = self.can_pack and case.mode == "fwd"
+        bidir_api = D == 2 and self.can_bidir
+        if self.mod is F:
+            if D == 2 and not bidir_api:
+                self.notes.add("gatedrnn.functional has no bidirectional=True yet: bidirectional "
+                               "cases run two single-direction calls per layer + a concatenate")
+            if not self.can_pack and (case.streaming or case.mode == "fwd"):
+                self.notes.add("gatedrnn.functional.pack_weights does not exist yet: forward and "
+                               "streaming cases pass raw weight arrays (packed per call)")
+
+        layer_args = []   # per layer: list of per-direction argument tuples, or one stacked
+        for dirs in prob.params:
+            if D == 1 or bidir_api:
+                arrays = dirs[0] if D == 1 else tuple(np.stack(a) for a in zip(*dirs))
+                if pack:
+                    extra = {"bidirectional": True} if D == 2 else {}
+                    arrays = (F.pack_weights(case.cell, *arrays, **opts, **extra),)
+                layer_args.append([arrays])
+            else:
+                layer_args.append(list(dirs))
+
+        def states(l):
+            sl = slice(l * D, (l + 1) * D)
+            h0 = prob.h0[sl]
+            c0 = prob.c0[sl] if lstm else None
+            return h0, c0
+
+        def call_kw(h0, c0, **extra):
+            kw = dict(opts, h0=h0, **extra)
+            if lstm:
+                kw["c0"] = c0
+            return kw
+
+        # --- single layer, single direction: bind everything, so tiny calls pay no wrapper ---
+        if case.layers == 1 and D == 1 and not case.streaming:
+            args = layer_args[0][0]
+            h0, c0 = states(0)
+            kw = call_kw(h0[0], c0[0] if lstm else None)
+
+            def make(T):
+                x = prob.x[:T]
+                if case.mode == "fwd":
+                    return functools.partial(fn, x, *args, **kw)
+                dy = np.ones((T, case.B, H), np.float32)
+
+                def train():
+                    out = fn(x, *args, training=True, **kw)
+                    return out, bwd(out.ctx, dy=dy)
+                return train
+
+            def extract(res):
+                out, g = (res, None) if case.mode == "fwd" else res
+                d = {"y": out.y, "h_n": out.h_n[None]}
+                if lstm:
+                    d["c_n"] = out.c_n[None]
+                if g is not None:
+                    d.update({"d_x": g.dx, "d_h0": g.dh0[None],
+                              "d_weight_ih_l0": g.dweight_ih, "d_weight_hh_l0": g.dweight_hh,
+                              "d_bias_ih_l0": g.dbias_ih, "d_bias_hh_l0": g.dbias_hh})
+                    if lstm:
+                        d["d_c0"] = g.dc0[None]
+                return d
+            return Runner(make, extract)
+
+        # --- streaming: one T=1 call per step, state carried -------------------------------
+        if case.streaming:
+            args = layer_args[0][0]
+            h0, c0 = states(0)
+
+            def make(T):
+                xs = [prob.x[t:t + 1] for t in range(T)]
+
+                def stream():
+                    h, c = h0[0], (c0[0] if lstm else None)
+                    for xt in xs:
+                        out = fn(xt, *args, **call_kw(h, c))
+                        h = out.h_n
+                        if lstm:
+                            c = out.c_n
+                    return h, c
+                return stream
+
+            def extract(res):
+                d = {"h_n": res[0][None]}
+                if lstm:
+                    d["c_n"] = res[1][None]
+                return d
+            return Runner(make, extract)
+
+        # --- several layers and/or two directions ------------------------------------------
+        def layer_forward(l, x, training):
+            h0, c0 = states(l)
+            if D == 1 or bidir_api:
+                extra = {"bidirectional": True} if D == 2 else {}
+                out = fn(x, *layer_args[l][0], training=training,
+                         **call_kw(h0 if D == 2 else h0[0],
+                                   (c0 if D == 2 else c0[0]) if lstm else None, **extra))
+                hn = out.h_n if D == 2 else out.h_n[None]
+                cn = (out.c_n if D == 2 else out.c_n[None]) if lstm else None
+                return out.y, hn, cn, [out.ctx] if training else None
+            outs = [fn(x, *layer_args[l][d], training=training, reverse=bool(d),
+                       **call_kw(h0[d], c0[d] if lstm else None)) for d in range(D)]
+            y = np.concatenate([o.y for o in outs], axis=-1)
+            hn = np.stack([o.h_n for o in outs])
+            cn = np.stack([o.c_n for o in outs]) if lstm else None
+            return y, hn, cn, [o.ctx for o in outs] if training else None
+
+        def layer_backward(l, ctxs, dy, grads):
+            if D == 1 or bidir_api:
+                g = bwd(ctxs[0], dy=dy)
+                per_dir = [(g.dweight_ih[d], g.dweight_hh[d], g.dbias_ih[d], g.dbias_hh[d])
+                           for d in range(D)] if D == 2 else \
+                    [(g.dweight_ih, g.dweight_hh, g.dbias_ih, g.dbias_hh)]
+                dx = g.dx
+                dh0 = g.dh0 if D == 2 else g.dh0[None]
+                dc0 = ((g.dc0 if D == 2 else g.dc0[None]) if lstm else None)
+            else:
+                gs = [bwd(ctxs[d], dy=np.ascontiguousarray(dy[..., d * H:(d + 1) * H]))
+                      for d in range(D)]
+                per_dir = [(g.dweight_ih, g.dweight_hh, g.dbias_ih, g.dbias_hh) for g in gs]
+                dx = gs[0].dx + gs[1].dx
+                dh0 = np.stack([g.dh0 for g in gs])
+                dc0 = np.stack([g.dc0 for g in gs]) if lstm else None
+            for d, ws in enumerate(per_dir):
+                for kind, w in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), ws):
+                    grads["d_" + _param_name(kind, l, d)] = w
+            grads[f"d_h0_{l}"] = dh0
+            if lstm:
+                grads[f"d_c0_{l}"] = dc0
+            return dx
+
+        def make(T):
+            x0 = prob.x[:T]
+            training = case.mode == "train"
+            dy_last = np.ones((T, case.B, D * H), np.float32) if training else None
+
+            def run():
+                x, hns, cns, ctxs = x0, [], [], []
+                for l in range(case.layers):
+                    x, hn, cn, c = layer_forward(l, x, training)
+                    hns.append(hn)
+                    cns.append(cn)
+                    ctxs.append(c)
+                res = {"y": x, "h_n": np.concatenate(hns)}
+                if lstm:
+                    res["c_n"] = np.concatenate(cns)
+                if training:
+                    grads, dy = {}, dy_last
+                    for l in reversed(range(case.layers)):
+                        dy = layer_backward(l, ctxs[l], dy, grads)
+                    res["d_x"] = dy
+                    res["d_h0"] = np.concatenate([grads.pop(f"d_h0_{l}")
+                                                  for l in range(case.layers)])
+                    if lstm:
+                        res["d_c0"] = np.concatenate([grads.pop(f"d_c0_{l}")
+                                                      for l in range(case.layers)])
+                    res.update(grads)
+                return res
+            return run
+
+        return Runner(make, lambda res: res)
+
+
+class _Torch:
+    name = "torch"
+
+    def __init__(self, torch, notes):
+        self.torch, self.notes = torch, notes
+
+    def prepare(self, case, prob, threads):
+        torch = self.torch
+        nn = torch.nn
+        if case.variant == "gru_rb":
+            raise _Skip("PyTorch has no reset-before GRU")
+        lstm = case.cell == "lstm"
+        D = case.directions
+        if case.streaming:
+            cls = {"rnn": nn.RNNCell, "gru": nn.GRUCell, "lstm": nn.LSTMCell}[case.cell]
+            kw = {"nonlinearity": "tanh"} if case.cell == "rnn" else {}
+            mod = cls(case.I, case.H, **kw)
+            names = {"weight_ih": 0, "weight_hh": 1, "bias_ih": 2, "bias_hh": 3}
+            with torch.no_grad():
+                for n, i in names.items():
+                    getattr(mod, n).copy_(torch.from_numpy(prob.params[0][0][i]))
+        else:
+            cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[case.cell]
+            kw = {"nonlinearity": "tanh"} if case.cell == "rnn" else {}
+            mod = cls(case.I, case.H, num_layers=case.layers, bidirectional=D == 2, **kw)
+            with torch.no_grad():
+                for l, dirs in enumerate(prob.params):
+                    for d, arrays in enumerate(dirs):
+                        for kind, a in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+                                           arrays):
+                            getattr(mod, _param_name(kind, l, d)).copy_(torch.from_numpy(a))
+        training = case.mode == "train"
+        mod.train(training)
+        h0 = torch.from_numpy(prob.h0)
+        c0 = torch.from_numpy(prob.c0) if lstm else None
+
+        if case.streaming:
+            def make(T):
+                xs = [torch.from_numpy(prob.x[t]) for t in range(T)]
+
+                def stream():
+                    h, c = h0[0], (c0[0] if lstm else None)
+                    for xt in xs:
+                        if lstm:
+                            h, c = mod(xt, (h, c))
+                        else:
+                            h = mod(xt, h)
+                    return h, c
+                return stream
+
+            def extract(res):
+                d = {"h_n": res[0].numpy()[None]}
+                if lstm:
+                    d["c_n"] = res[1].numpy()[None]
+                return d
+            return Runner(make, extract, torch.inference_mode)
+
+        if not training:
+            def make(T):
+                xt = torch.from_numpy(prob.x[:T])
+                return functools.partial(mod, xt, (h0, c0) if lstm else h0)
+
+            def extract(res):
+                y, hx = res
+                d = {"y": y.numpy()}
+                if lstm:
+                    d["h_n"], d["c_n"] = hx[0].numpy(), hx[1].numpy()
+                else:
+                    d["h_n"] = hx.numpy()
+                return d
+            return Runner(make, extract, torch.inference_mode)
+
+        leaves = {"x": None, "h0": h0.clone().requires_grad_(True),
+                  "c0": c0.clone().requires_grad_(True) if lstm else None}
+
+        def make(T):
+            x = torch.from_numpy(prob.x[:T]).clone().requires_grad_(True)
+            hx = (leaves["h0"], leaves["c0"]) if lstm else leaves["h0"]
+
+            def train():
+                mod.zero_grad(set_to_none=True)
+                x.grad = None
+                leaves["h0"].grad = None
+                if lstm:
+                    leaves["c0"].grad = None
+                y, hn = mod(x, hx)
+                y.sum().backward()
+                return x, y, hn
+            return train
+
+        def extract(res):
+            x, y, hn = res
+            d = {"y": y.detach().numpy()}
+            if lstm:
+                d["h_n"], d["c_n"] = hn[0].detach().numpy(), hn[1].detach().numpy()
+            else:
+                d["h_n"] = hn.detach().numpy()
+            d["d_x"] = x.grad.numpy()
+            d["d_h0"] = leaves["h0"].grad.numpy()
+            if lstm:
+                d["d_c0"] = leaves["c0"].grad.numpy()
+            for name, p in mod.named_parameters():
+                d["d_" + name] = p.grad.numpy()
+            return d
+        return Runner(make, extract, functools.partial(torch.set_grad_enabled, True))
+
+
+_ONNX_GATE_ORDER = {"rnn": [0], "gru": [1, 0, 2], "lstm": [0, 3, 1, 2]}  # ours -> ONNX blocks
+_ONNX_OPSET, _ONNX_IR = 17, 8
+
+
+def _onnx_blocks(a, H, order):
+    return np.concatenate([a[k * H:(k + 1) * H] for k in order], axis=0)
+
+
+def build_onnx_model(onnx, case, prob, T_dim="T"):
+    """One ONNX RNN/GRU/LSTM node per layer (direction forward or bidirectional), weights
+    converted from the canonical layout (GRU [r,z,n] -> [z,r,h], LSTM [i,f,g,o] -> [i,o,f,c],
+    B = [Wb | Rb]). Inputs X (T, B, I), h0_l (and c0_l) (D, B, H) per layer; outputs Y
+    ((T, D, B, H) for one layer and direction, else (T, B, D*H)), Y_h (and Y_c) (L*D, B, H)."""
+    from onnx import TensorProto, helper, numpy_helper
+    f32 = TensorProto.FLOAT
+    cell, H, B, D, L = case.cell, case.H, case.B, case.directions, case.layers
+    lstm = cell == "lstm"
+    order = _ONNX_GATE_ORDER[cell]
+    op = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[cell]
+    nodes, inits = [], []
+    inputs = [helper.make_tensor_value_info("X", f32, [T_dim, B, case.I])]
+    if L > 1 or D > 1:
+        inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "merge_shape"))
+    cur, hn, cn = "X", [], []
+    for l, dirs in enumerate(prob.params):
+        W = np.stack([_onnx_blocks(p[0], H, order) for p in dirs])
+        R = np.stack([_onnx_blocks(p[1], H, order) for p in dirs])
+        Bv = np.stack([np.concatenate([_onnx_blocks(p[2], H, order),
+                                       _onnx_blocks(p[3], H, order)]) for p in dirs])
+        inits += [numpy_helper.from_array(np.ascontiguousarray(W), f"W{l}"),
+                  numpy_helper.from_array(np.ascontiguousarray(R), f"R{l}"),
+                  numpy_helper.from_array(np.ascontiguousarray(Bv), f"B{l}")]
+        inputs.append(helper.make_tensor_value_info(f"h0_{l}", f32, [D, B, H]))
+        node_in = [cur, f"W{l}", f"R{l}", f"B{l}", "", f"h0_{l}"]
+        node_out = [f"Y{l}", f"Yh{l}"]
+        if lstm:
+            inputs.append(helper.make_tensor_value_info(f"c0_{l}", f32, [D, B, H]))
+            node_in.append(f"c0_{l}")
+            node_out.append(f"Yc{l}")
+        attrs = {"hidden_size": H, "direction": "forward" if D == 1 else "bidirectional"}
+        if cell == "rnn":
+            attrs["activations"] = ["Tanh"] * D
+        elif cell == "gru":
+            attrs["linear_before_reset"] = 1 if case.opts["reset_after"] else 0
+        nodes.append(helper.make_node(op, node_in, node_out, **attrs))
+        hn.append(f"Yh{l}")
+        cn.append(f"Yc{l}")
+        if L > 1 or D > 1:  # (T, D, B, H) -> (T, B, D*H) = [fwd | bwd], the next layer's input
+            nodes.append(helper.make_node("Transpose", [f"Y{l}"], [f"Yt{l}"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [f"Yt{l}", "merge_shape"], [f"Ym{l}"]))
+            cur = f"Ym{l}"
+        else:
+            cur = f"Y{l}"
+    nodes.append(helper.make_node("Identity", [cur], ["Y"]))
+    y_shape = [T_dim, 1, B, H] if (L, D) == (1, 1) else [T_dim, B, D * H]
+    outputs = [helper.make_tensor_value_info("Y", f32, y_shape)]
+    for name, parts in (("Y_h", hn), ("Y_c", cn)):
+        if name == "Y_c" and not lstm:
+            continue
+        nodes.append(helper.make_node("Concat", parts, [name], axis=0) if len(parts) > 1
+                     else helper.make_node("Identity", parts, [name]))
+        outputs.append(helper.make_tensor_value_info(name, f32, [L * D, B, H]))
+    graph = helper.make_graph(nodes, f"gatedrnn_bench_{case.variant}", inputs, outputs,
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _ONNX_OPSET)])
+    model.ir_version = _ONNX_IR
+    onnx.checker.check_model(model)
+    return model
+
+
+class _Ort:
+    name = "onnxruntime"
+
+    def __init__(self, ort, onnx, notes):
+        self.ort, self.onnx, self.notes = ort, onnx, notes
+
+    def prepare(self, case, prob, threads):
+        if case.mode != "fwd":
+            raise _Skip("ONNX Runtime: forward only")
+        ort = self.ort
+        lstm = case.cell == "lstm"
+        model = build_onnx_model(self.onnx, case, prob, T_dim=1 if case.streaming else "T")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        D = case.directions
+        state_feeds = {}
+        for l in range(case.layers):
+            state_feeds[f"h0_{l}"] = np.ascontiguousarray(prob.h0[l * D:(l + 1) * D])
+            if lstm:
+                state_feeds[f"c0_{l}"] = np.ascontiguousarray(prob.c0[l * D:(l + 1) * D])
+        out_names = ["Y", "Y_h"] + (["Y_c"] if lstm else [])
+        single = (case.layers, D) == (1, 1)
+
+        if case.streaming:
+            state_names = ["Y_h", "Y_c"] if lstm else ["Y_h"]
+
+            def make(T):
+                xs = [prob.x[t:t + 1] for t in range(T)]
+
+                def stream():
+                    feeds = dict(state_feeds)
+                    st = None
+                    for xt in xs:
+                        feeds["X"] = xt
+                        st = sess.run(state_names, feeds)
+                        feeds["h0_0"] = st[0]
+                        if lstm:
+                            feeds["c0_0"] = st[1]
+                    return st
+                return stream
+
+            def extract(res):
+                d = {"h_n": res[0]}
+                if lstm:
+                    d["c_n"] = res[1]
+                return d
+            return Runner(make, extract)
+
+        def make(T):
+            feeds = dict(state_feeds, X=prob.x[:T])
+            return functools.partial(sess.run, out_names, feeds)
+
+        def extract(res):
+            d = {"y": res[0][:, 0] if single else res[0], "h_n": res[1]}
+            if lstm:
+                d["c_n"] = res[2]
+            return d
+        return Runner(make, extract)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a case
+# ---------------------------------------------------------------------------------------------
+
+def _probe_steps(T):
+    return max(1, min(T, math.ceil(T / 20)))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    res = fn()
+    return time.perf_counter() - t0, res
+
+
+def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=True):
+    """Prepare ``impl`` for ``case``, estimate one call from a probe and warm it up.
+
+    Returns a dict: status ("ok", "over budget", "n/a", "error"), note, estimate_s, and for
+    "ok": fn (the full call), warm_s (seconds of the warm-up call), single (True when one call
+    takes longer than ``max_time``: the probe was the warm-up and the warm-up call is the one
+    timed call), outputs (extracted from the warm-up call, for the parity check), extract (turns
+    a result of fn into such outputs) and ctx (the context manager to call fn in).
+    ``budget``: the most one call may take (else "over budget"). ``warm_long=False``: when the
+    probe estimates one call above ``max_time``, skip the warm-up call (outputs is None; the
+    caller times fn once and extracts the outputs from that call itself).
+    """
+    try:
+        runner = impl.prepare(case, prob, threads)
+    except _Skip as exc:
+        return {"status": "n/a", "note": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one implementation failing must not stop the run
+        return {"status": "error", "note": f"prepare: {type(exc).__name__}: {exc}"}
+    try:
+        with runner.ctx():
+            T = case.T
+            estimate = None
+            if T > 1:
+                Tp = _probe_steps(T)
+                probe = runner.make(Tp)
+                t1, _ = _timed(probe)
+                if t1 * T / Tp > 2 * budget:  # cold probe already far over: don't insist
+                    return {"status": "over budget", "estimate_s": t1 * T / Tp,
+                            "note": f"one call ~{t1 * T / Tp:.3g} s > {budget:g} s"}
+                t2, _ = _timed(probe)
+                estimate = t2 * T / Tp
+                if estimate > budget:
+                    return {"status": "over budget", "estimate_s": estimate,
+                            "note": f"one call ~{estimate:.3g} s > {budget:g} s"}
+                del probe
+            fn = runner.make(T)
+            if not warm_long and estimate is not None and estimate >= max_time:
+                return {"status": "ok", "fn": fn, "warm_s": None, "estimate_s": estimate,
+                        "single": True, "outputs": None, "extract": runner.extract,
+                        "ctx": runner.ctx}
+            warm, res = _timed(fn)
+            if estimate is None and warm > budget:
+                return {"status": "over budget", "estimate_s": warm,
+                        "note": f"one call {warm:.3g} s > {budget:g} s"}
+            outputs = {k: np.array(v, copy=True) for k, v in runner.extract(res).items()
+                       if v is not None}
+            del res
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "error", "note": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "fn": fn, "warm_s": warm, "estimate_s": estimate or warm,
+            "single": warm >= max_time, "outputs": outputs, "extract": runner.extract,
+            "ctx": runner.ctx}
+
+
+def parity(anchor, other):
+    """Largest scaled difference max|a - b| / max(1, max|b|) over the arrays both have, and
+    the name of the worst one. Shape mismatches count as infinitely different."""
+    worst, worst_key, compared = 0.0, None, 0
+    for key, b in anchor.items():
+        if key not in other:
+            continue
+        a = other[key]
+        compared += 1
+        if a.shape != b.shape:
+            return math.inf, f"{key} shape {a.shape} vs {b.shape}", compared
+        if b.size == 0:
+            continue
+        diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+        scale = max(1.0, float(np.max(np.abs(b))))
+        d = diff / scale if np.isfinite(diff) else math.inf
+        if not d <= worst:
+            worst, worst_key = d, key
+    return worst, worst_key, compared
+
+
+def make_implementations(names, notes):
+    impls = {}
+    torch, why = (None, None)
+    if "torch" in names:
+        torch, why = _import_peer("torch")
+        if torch is None:
+            notes.add(f"PyTorch not importable ({why}): its column is n/a")
+    for name in names:
+        if name == "gatedrnn":
+            impls[name] = _GatedFamily("gatedrnn", F, notes)
+        elif name == "reference":
+            import gatedrnn.reference as reference
+            impls[name] = _GatedFamily("reference", reference, notes)
+        elif name == "torch":
+            impls[name] = _Torch(torch, notes) if torch is not None else f"not installed ({why})"
+        elif name == "onnxruntime":
+            ort, why_ort = _import_peer("onnxruntime")
+            onnx, why_onnx = _import_peer("onnx")
+            if ort is None or onnx is None:
+                why2 = why_ort or why_onnx
+                notes.add(f"onnxruntime/onnx not importable ({why2}): the ORT column is n/a")
+                impls[name] = f"not installed ({why2})"
+            else:
+                impls[name] = _Ort(ort, onnx, notes)
+        else:
+            raise ValueError(f"unknown implementation {name!r}; expected one of {IMPLEMENTATIONS}")
+    return impls, torch
+
+
+def new_row(case):
+    """An empty report row for ``case`` (filled by run() or by bench/report.py)."""
+    return {"id": case.id, "suite": case.suite, "variant": case.variant, "cell": case.cell,
+            "mode": case.mode, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
+            "layers": case.layers, "directions": case.directions, "unit": case.unit,
+            "flops": case.flops(), "impls": {}, "parity": {}}
+
+
+def finish_row(row, sgemm, bound):
+    """Derived columns: GFLOP/s of every implementation, speed-ups (peer time / gatedrnn
+    time), % of the SGEMM ceiling and of the bandwidth bound (seconds per unit, or None),
+    parity_ok."""
+    for entry in row["impls"].values():
+        if entry.get("median_s"):
+            entry["gflops"] = row["flops"] / entry["median_s"] / 1e9
+    gd = row["impls"].get("gatedrnn", {})
+    t_gd = gd.get("median_s")
+    row["speedup"] = {}
+    for name, entry in row["impls"].items():
+        if name != "gatedrnn":
+            t = entry.get("median_s")
+            row["speedup"][name] = (t / t_gd) if (t and t_gd) else None
+    row["gflops"] = gd.get("gflops")
+    row["sgemm_gflops"] = sgemm
+    row["pct_sgemm"] = 100.0 * row["gflops"] / sgemm if row["gflops"] and sgemm else None
+    row["bw_bound_s"] = bound
+    row["pct_bw"] = 100.0 * bound / t_gd if (bound and t_gd) else None
+    row["parity_ok"] = all(p["ok"] for p in row["parity"].values())
+    return row
+
+
+def parity_entry(anchor, outputs):
+    d, key, n = parity(anchor, outputs)
+    return {"max_scaled_diff": d, "worst": key, "arrays": n,
+            "ok": bool(d <= PARITY_TOL and n > 0)}
+
+
+def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm, seed):
+    prob = make_problem(case, seed)
+    row = new_row(case)
+    monitor = ForeignCpu()
+    monitor.start()
+    outputs = {}
+    per = case.per_unit
+    for name, impl in impls.items():
+        if isinstance(impl, str):
+            row["impls"][name] = {"status": "n/a", "note": impl}
+            continue
+        budget = max_time if name == "reference" else max_call
+        st = prepare_and_warm(impl, case, prob, threads=threads, budget=budget,
+                              max_time=max_time)
+        entry = {k: st[k] for k in ("status", "note", "estimate_s") if k in st}
+        if entry.get("estimate_s") is not None:
+            entry["estimate_s"] /= per
+        if st["status"] == "ok":
+            outputs[name] = st["outputs"]
+            if st["single"]:
+                timing = Timing(st["warm_s"], 1, 1, st["warm_s"])
+                entry["note"] = "one call (longer than --max-time)"
+            else:
+                with st["ctx"]():
+                    timing = measure(st["fn"], min_time, max_time, estimate=st["warm_s"])
+            entry.update(median_s=timing.median / per, rounds=timing.rounds,
+                         number=timing.number, measured_s=timing.total)
+        row["impls"][name] = entry
+        st = None
+        gc.collect()
+    # parity: every peer against gatedrnn (or the first implementation that ran)
+    anchor_name = "gatedrnn" if "gatedrnn" in outputs else next(iter(outputs), None)
+    row["parity_anchor"] = anchor_name
+    for name, out in outputs.items():
+        if name != anchor_name:
+            row["parity"][name] = parity_entry(outputs[anchor_name], out)
+    row["foreign_cpu"] = monitor.stop()
+    return finish_row(row, sgemm, bandwidth_bound(case, gemv))
+
+
+def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=True,
+        min_time=0.5, max_time=2.0, max_call=30.0, sgemm_n=2048, seed=0, out="stdout",
+        retry_busy=1, busy_wait=30.0):
+    """Run ``case_list`` with every implementation and return the report (a JSON-able dict).
+
+    A case that ran while other work used more than BUSY_FLAG of the CPUs is run again, up to
+    ``retry_busy`` times, each after waiting up to ``busy_wait`` seconds for the machine to be
+    idle; the attempt with the least interference is kept (``attempts`` in its row).
+
+    Prints the machine line, the ceilings and one table row per case as it completes to
+    ``out`` (a file; "stdout": sys.stdout at call time; None: silent). A KeyboardInterrupt stops
+    the run and returns what was measured.
+    """
+    started = time.perf_counter()
+    if out == "stdout":
+        out = sys.stdout
+    notes = set()
+    names = [n for n in implementations if reference or n != "reference"]
+    if threads is None:
+        threads = gatedrnn.get_num_threads()
+    impls, torch = make_implementations(names, notes)
+    say = (lambda s="": print(s, file=out, flush=True)) if out is not None else (lambda s="": None)
+    report = {"machine": machine_info(torch, impls), "settings": {
+        "threads": threads, "min_time": min_time, "max_time": max_time, "max_call": max_call,
+        "implementations": names, "seed": seed, "parity_tol": PARITY_TOL,
+        "retry_busy": retry_busy, "busy_wait": busy_wait}, "cases": []}
+    with ThreadSettings(threads, torch) as th:
+        notes.update(th.notes)
+        report["settings"]["blas_threads"] = th.blas
+        sgemm = sgemm_gflops(sgemm_n)
+        report["ceilings"] = {"sgemm_gflops": sgemm, "sgemm_n": sgemm_n}
+        say(_machine_line(report))
+        say(f"ceiling: NumPy float32 SGEMM {sgemm_n}x{sgemm_n}: {sgemm:.1f} GFLOP/s "
+            f"({threads} threads, BLAS threads via {th.blas})")
+        for note in sorted(notes):
+            say(f"note: {note}")
+        say()
+        say(_header(names))
+        gemv = GemvTimes()
+        try:
+            for case in case_list:
+                def attempt():
+                    return _run_case(case, impls, threads=threads, min_time=min_time,
+                                     max_time=max_time, max_call=max_call, gemv=gemv,
+                                     sgemm=sgemm, seed=seed)
+                row, attempts = attempt(), 1
+                while (row.get("foreign_cpu") or 0) > BUSY_FLAG and attempts <= retry_busy:
+                    wait_for_idle(busy_wait)
+                    again = attempt()
+                    attempts += 1
+                    if (again.get("foreign_cpu") or 0) < row["foreign_cpu"]:
+                        row = again
+                row["attempts"] = attempts
+                report["cases"].append(row)
+                say(_format_row(row, names))
+        except KeyboardInterrupt:
+            report["interrupted"] = True
+            say("interrupted: reporting the cases measured so far")
+        report["ceilings"]["gemv_s"] = {f"{r}x{c}": t for (r, c), t in gemv._cache.items()}
+        report["ceilings"]["numpy_call_overhead_s"] = gemv.call_overhead
+        # the machine is shared/noisy: a second SGEMM figure shows how much the ceiling moved
+        report["ceilings"]["sgemm_gflops_at_end"] = sgemm_gflops(sgemm_n)
+    report["notes"] = sorted(notes)
+    report["machine"]["loadavg_end"] = _loadavg()
+    report["wall_s"] = time.perf_counter() - started
+    report["targets"] = check_targets(report["cases"])
+    return report
+
+
+def machine_info(torch, impls):
+    info = {"cpu": _cpu_model(), "cpus_available": _available_cpus(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "numpy": np.__version__, "gatedrnn": gatedrnn.info(), "loadavg_start": _loadavg(),
+            "pack_weights": hasattr(F, "pack_weights"),
+            "bidirectional_api": "bidirectional" in inspect.signature(F.lstm).parameters}
+    if torch is not None:
+        info["torch"] = torch.__version__
+    ort = impls.get("onnxruntime")
+    if isinstance(ort, _Ort):
+        info["onnxruntime"] = ort.ort.__version__
+        info["onnx"] = ort.onnx.__version__
+    return info
+
+
+def _loadavg():
+    """1-minute load average: other work on the machine distorts every number."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.getloadavg()[0]
+    return None
+
+
+def _machine_line(report):
+    m = report.get("machine", {})
+    g = m.get("gatedrnn", {})
+    peers = ", ".join(f"{k} {m[k]}" for k in ("torch", "onnxruntime") if k in m) or "no peers"
+    return (f"gatedrnn {g.get('version')} ({g.get('simd')}, {g.get('compiler')}) vs {peers}; "
+            f"NumPy {m.get('numpy')}; {m.get('cpu')}, {m.get('cpus_available')} CPUs available; "
+            f"{report['settings'].get('threads')} threads for everyone")
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------------------------
+
+_W_CASE = 44
+
+
+def _fmt_time(s):
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def _fmt_cell(entry):
+    st = entry.get("status")
+    if st == "ok":
+        return _fmt_time(entry["median_s"]) + ("*" if entry.get("rounds") == 1 else "")
+    return {"n/a": "n/a", "over budget": "over budget", "error": "ERROR"}.get(st, "-")
+
+
+def _fmt_ratio(r):
+    return "-" if r is None else (f"{r:.2f}x" if r < 10 else f"{r:.1f}x")
+
+
+def _fmt_pct(p):
+    return "-" if p is None else f"{p:.0f}%"
+
+
+def _header(names):
+    cols = [f"{'case':<{_W_CASE}}"] + [f"{LABELS[n]:>11}" for n in names]
+    cols += [f"{RATIO_LABELS[n]:>6}" for n in names if n != "gatedrnn"]
+    cols += [f"{'GFLOP/s':>7}", f"{'%SGEMM':>6}", f"{'%BW':>5}", "  parity"]
+    return " ".join(cols)
+
+
+def _format_row(row, names):
+    cols = [f"{row['id']:<{_W_CASE}}"]
+    cols += [f"{_fmt_cell(row['impls'].get(n, {})):>11}" for n in names]
+    cols += [f"{_fmt_ratio(row['speedup'].get(n)):>6}" for n in names if n != "gatedrnn"]
+    g = row.get("gflops")
+    cols += [f"{g:7.1f}" if g else f"{'-':>7}", f"{_fmt_pct(row.get('pct_sgemm')):>6}",
+             f"{_fmt_pct(row.get('pct_bw')):>5}", "  " + _fmt_parity(row)]
+    busy = row.get("foreign_cpu")
+    if busy is not None and busy > BUSY_FLAG:
+        cols.append(f" [busy {100 * busy:.0f}%]")
+    return " ".join(cols)
+
+
+def _fmt_parity(row):
+    par = row.get("parity", {})
+    if not par:
+        return "n/a"
+    bad = [(n, p) for n, p in par.items() if not p["ok"]]
+    if bad:
+        return "MISMATCH " + ", ".join(f"{LABELS.get(n, n)} {p['max_scaled_diff']:.1e} "
+                                       f"({p['worst']})" for n, p in bad)
+    return f"ok {max(p['max_scaled_diff'] for p in par.values()):.0e}"
+
+
+def _geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def summarize(rows):
+    """Per (suite, mode) group and peer: cases compared, geometric mean, min and max speed-up."""
+    groups = {}
+    for r in rows:
+        for peer, s in r.get("speedup", {}).items():
+            if s:
+                groups.setdefault((r["suite"], r["mode"], peer), []).append(s)
+    return [{"suite": s, "mode": m, "peer": p, "n": len(v), "geomean": _geomean(v),
+             "min": min(v), "max": max(v)} for (s, m, p), v in groups.items()]
+
+
+def check_targets(rows):
+    """The targets of issue 3 (section 3), evaluated on the measured rows: one entry per
+    (rule, case) with the measured value, the target and whether it is met. Rules whose
+    inputs were not measured (peer n/a, over budget) are left out."""
+    res = []
+
+    def add(rule, row, value, target, unit="x"):
+        if value is not None:
+            res.append({"rule": rule, "case": row["id"], "value": value, "target": target,
+                        "unit": unit, "met": bool(value >= target)})
+
+    for r in rows:
+        sp, small = r.get("speedup", {}), r["B"] <= 4
+        gru = r["cell"] == "gru"
+        if r["suite"] in ("train", "infer", "overhead") and r["mode"] == "fwd":
+            peers = [sp.get(p) for p in ("torch", "onnxruntime") if sp.get(p)]
+            best = min(peers) if peers else None   # vs the faster peer
+            need = 1.5 if (gru or small) else 1.0
+            add(f"forward >= {need}x faster of PyTorch/ORT", r, best, need)
+        if r["suite"] == "train" and r["mode"] == "train":
+            need = 2.0 if gru else 1.3
+            add(f"training >= {need}x PyTorch", r, sp.get("torch"), need)
+        if r["suite"] == "train" and r["B"] >= 32 and r["H"] >= 512:
+            need = 85.0 if r["mode"] == "fwd" else 75.0
+            add(f"large {r['mode']} >= {need:.0f}% SGEMM", r, r.get("pct_sgemm"), need, "%")
+        if r["suite"] == "stream":
+            add("streaming >= 4x PyTorch cell", r, sp.get("torch"), 4.0)
+            add("streaming within 1.5x of bandwidth bound", r, r.get("pct_bw"), 100 / 1.5, "%")
+        if r["suite"] == "bidir":
+            add(f"bidirectional {r['mode']} >= 1.3x PyTorch", r, sp.get("torch"), 1.3)
+    return res
+
+
+def format_report(report):
+    """The whole report as text: table, per-group summary, targets, notes."""
+    names = report["settings"]["implementations"]
+    lines = [_machine_line(report)]
+    c = report.get("ceilings", {})
+    if "sgemm_gflops" in c:
+        n = c.get("sgemm_n", 2048)
+        end = c.get("sgemm_gflops_at_end")
+        lines.append(f"ceiling: NumPy float32 SGEMM {n}x{n}: {c['sgemm_gflops']:.1f} GFLOP/s"
+                     + (f" (re-measured at the end: {end:.1f})" if end else ""))
+    lines += ["", _header(names)] + [_format_row(r, names) for r in report["cases"]]
+    lines += _format_tail(report)
+    return "\n".join(lines)
+
+
+def _format_tail(report):
+    lines = ["", "Times: median per call (streaming: per step); * = timed once (a long call: "
+                 "one timed call after the warm-up, or, past --max-time, the warm-up call "
+                 "itself). xPeer = peer time / gatedrnn time.",
+             "", "Speed-up of gatedrnn per group (geometric mean [min .. max] over cases):"]
+    for s in sorted(summarize(report["cases"]), key=lambda s: (s["suite"], s["mode"], s["peer"])):
+        lines.append(f"  {s['suite']:>8} {s['mode']:<5} vs {LABELS[s['peer']]:<9} "
+                     f"{s['geomean']:6.2f}x  [{s['min']:.2f}x .. {s['max']:.2f}x]  "
+                     f"({s['n']} cases)")
+    tg = report.get("targets", [])
+    if tg:
+        lines += ["", f"Targets (issue 3): {sum(t['met'] for t in tg)} of {len(tg)} met"]
+        rules = {}
+        for t in tg:
+            rules.setdefault(t["rule"], []).append(t)
+        for rule, ts in rules.items():
+            miss = [t for t in ts if not t["met"]]
+            lines.append(f"  {rule}: {len(ts) - len(miss)}/{len(ts)}")
+            for t in miss:
+                u = t["unit"]
+                v = f"{t['value']:.2f}x" if u == "x" else f"{t['value']:.0f}%"
+                lines.append(f"      short: {t['case']}  {v} (target {t['target']:.3g}{u})")
+    busy = [r for r in report["cases"] if (r.get("foreign_cpu") or 0) > BUSY_FLAG]
+    if busy:
+        lines += ["", f"[busy N%]: {len(busy)} case(s) ran while other work used N% of the "
+                      "CPUs (even after --retry-busy); their times are not trustworthy, rerun "
+                      "them (--filter) on an idle machine"]
+    load = report.get("machine", {}).get("loadavg_start")
+    if load is not None and load > 0.5:
+        lines.append(f"note: load average {load:.2f} at the start: the machine was not idle")
+    bad = [r["id"] for r in report["cases"] if not r.get("parity_ok", True)]
+    if bad:
+        lines += ["", f"PARITY MISMATCH in {len(bad)} case(s): " + ", ".join(bad)]
+    errors = [(r["id"], n, e.get("note")) for r in report["cases"]
+              for n, e in r["impls"].items() if e.get("status") == "error"]
+    for cid, n, note in errors:
+        lines.append(f"ERROR {cid} {LABELS.get(n, n)}: {note}")
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
+    if "wall_s" in report:
+        lines.append(f"\n{len(report['cases'])} cases in {report['wall_s']:.0f} s")
+    return lines
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return f if math.isfinite(f) else str(f)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+def write_json(report, path):
+    with open(path, "w") as fh:
+        json.dump(_jsonable(report), fh, indent=1)
+        fh.write("\n")
+
+
+def write_png(report, path):
+    """Speed-up vs batch size, one panel per cell variant and mode (forward / training), a
+    point per case and peer, a line through the geometric mean per batch size. Returns None
+    when written, else the reason it was not (matplotlib missing, nothing to plot)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib import ticker
+    except Exception as exc:  # noqa: BLE001
+        return f"matplotlib not available ({type(exc).__name__}): no PNG written"
+    rows = [r for r in report["cases"] if r["suite"] in ("train", "infer", "overhead")]
+    panels = sorted({(r["mode"], r["variant"]) for r in rows
+                     if any(r["speedup"].get(p) for p in PEERS)},
+                    key=lambda k: (k[0] != "fwd", list(VARIANTS).index(k[1])))
+    if not panels:
+        return "no speed-ups measured: no PNG written"
+    ncol = min(4, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.3 * nrow), squeeze=False)
+    markers = {"torch": "o", "onnxruntime": "s", "reference": "^"}
+    colors = {"torch": "C0", "onnxruntime": "C1", "reference": "C2"}
+    for ax, (mode, variant) in zip(axes.flat, panels):
+        sel = [r for r in rows if r["mode"] == mode and r["variant"] == variant]
+        for peer in PEERS:
+            pts = [(r["B"], r["speedup"][peer]) for r in sel if r["speedup"].get(peer)]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, marker=markers[peer], color=colors[peer], alpha=0.6,
+                       label=LABELS[peer])
+            bs = sorted(set(xs))
+            ax.plot(bs, [_geomean([y for x, y in pts if x == b]) for b in bs],
+                    color=colors[peer], alpha=0.9)
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_title(f"{variant} {'forward' if mode == 'fwd' else 'training'}")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("speed-up of gatedrnn")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"gatedrnn speed-up vs batch size ({report['settings']['threads']} threads)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def add_arguments(parser):
+    """The options of ``python -m gatedrnn bench`` (also used by ``main``)."""
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a representative subset ({len(QUICK_IDS)} cases, ~1-2 min)")
+    parser.add_argument("--filter", action="append", metavar="SUBSTRING",
+                        help="keep cases whose id contains SUBSTRING (repeatable: any matches), "
+                             "e.g. lstm, /train, B1-, stream")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every implementation (default: gatedrnn's default)")
+    parser.add_argument("--json", default="gatedrnn_bench.json", metavar="PATH",
+                        help="where to write the JSON report ('' to skip)")
+    parser.add_argument("--png", default="gatedrnn_bench.png", metavar="PATH",
+                        help="where to write the speed-up plot, if matplotlib is installed "
+                             "('' to skip)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="leave out the plain NumPy reference")
+    parser.add_argument("--min-time", type=float, default=0.5,
+                        help="seconds of timed rounds per implementation and case (default 0.5)")
+    parser.add_argument("--max-time", type=float, default=2.0,
+                        help="most seconds of timed rounds per implementation and case; also the "
+                             "NumPy reference's per-call budget (default 2)")
+    parser.add_argument("--max-call", type=float, default=30.0,
+                        help="skip ('over budget') an implementation whose single call is "
+                             "estimated above this many seconds (default 30)")
+    parser.add_argument("--retry-busy", type=int, default=1, metavar="N",
+                        help="rerun a case up to N times (default 1) when other work used more "
+                             f"than {100 * BUSY_FLAG:.0f}%% of the CPUs while it ran, after "
+                             "waiting up "
+                             "to --busy-wait seconds for the machine to be idle; the least "
+                             "disturbed attempt is kept")
+    parser.add_argument("--busy-wait", type=float, default=30.0, metavar="SECONDS",
+                        help="longest wait for an idle machine before a retry (default 30)")
+    parser.add_argument("--list", action="store_true", help="print the selected case ids and exit")
+    return parser
+
+
+def run_from_args(args):
+    """Run the benchmark for parsed ``args``; exit status 1 if a parity check failed."""
+    if args.threads is not None and args.threads < 1:
+        print("--threads must be >= 1", file=sys.stderr)
+        return 2
+    selected = cases(quick=args.quick, filters=args.filter)
+    if args.list:
+        for c in selected:
+            print(c.id)
+        return 0
+    if not selected:
+        print("no case matches the filter", file=sys.stderr)
+        return 2
+    report = run(selected, threads=args.threads, reference=not args.no_reference,
+                 min_time=args.min_time, max_time=args.max_time, max_call=args.max_call,
+                 retry_busy=args.retry_busy, busy_wait=args.busy_wait)
+    print("\n".join(_format_tail(report)))
+    if args.json:
+        write_json(report, args.json)
+        print(f"JSON report: {args.json}")
+    if args.png:
+        why = write_png(report, args.png)
+        print(f"speed-up plot: {args.png}" if why is None else f"note: {why}")
+    return 0 if all(r.get("parity_ok", True) for r in report["cases"]) else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gatedrnn.bench",
+                                     description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: the DeepBench RNN shape list (Baidu DeepBench's RNN kernels), verbatim from the
+# project's shared data file deepbench_rnn_shapes.csv; embedded so the harness works from an
+# installed wheel. deepbench_shapes() derives the benchmark shapes from it.
+# ---------------------------------------------------------------------------------------------
+
+DEEPBENCH_CSV = """\
+set,hidden,batch,timesteps,type
+train,1760,16,50,vanilla
+train,1760,32,50,vanilla
+train,1760,64,50,vanilla
+train,1760,128,50,vanilla
+train,2048,16,50,vanilla
+train,2048,32,50,vanilla
+train,2048,64,50,vanilla
+train,2048,128,50,vanilla
+train,2560,16,50,vanilla
+train,2560,32,50,vanilla
+train,2560,64,50,vanilla
+train,2560,128,50,vanilla
+train,512,16,25,lstm
+train,512,32,25,lstm
+train,512,64,25,lstm
+train,512,128,25,lstm
+train,1024,16,25,lstm
+train,1024,32,25,lstm
+train,1024,64,25,lstm
+train,1024,128,25,lstm
+train,2048,16,25,lstm
+train,2048,32,25,lstm
+train,2048,64,25,lstm
+train,2048,128,25,lstm
+train,4096,16,25,lstm
+train,4096,32,25,lstm
+train,4096,64,25,lstm
+train,4096,128,25,lstm
+train,1536,8,50,lstm
+train,1536,16,50,lstm
+train,1536,32,50,lstm
+train,256,16,150,lstm
+train,256,32,150,lstm
+train,256,64,150,lstm
+train,2816,32,750,gru
+train,2816,32,375,gru
+train,2816,32,187,gru
+train,2048,32,1500,gru
+train,2048,32,750,gru
+train,2048,32,375,gru
+train,2048,32,187,gru
+train,1536,32,1500,gru
+train,1536,32,750,gru
+train,1536,32,375,gru
+train,1536,32,187,gru
+train,2560,32,1500,gru
+train,2560,32,750,gru
+train,2560,32,375,gru
+train,2560,32,187,gru
+train,512,32,1,gru
+train,1024,32,1500,gru
+train,1024,64,1500,gru
+inference_server,512,1,25,lstm
+inference_server,512,2,25,lstm
+inference_server,512,4,25,lstm
+inference_server,1024,1,25,lstm
+inference_server,1024,2,25,lstm
+inference_server,1024,4,25,lstm
+inference_server,2048,1,25,lstm
+inference_server,2048,2,25,lstm
+inference_server,2048,4,25,lstm
+inference_server,1536,1,50,lstm
+inference_server,1536,2,50,lstm
+inference_server,1536,4,50,lstm
+inference_server,256,1,150,lstm
+inference_server,256,2,150,lstm
+inference_server,256,4,150,lstm
+inference_server,2816,1,1500,gru
+inference_server,2816,1,750,gru
+inference_server,2816,1,375,gru
+inference_server,2816,1,187,gru
+inference_server,2816,2,1500,gru
+inference_server,2816,2,750,gru
+inference_server,2816,2,375,gru
+inference_server,2816,2,187,gru
+inference_server,2816,4,1500,gru
+inference_server,2816,4,750,gru
+inference_server,2816,4,375,gru
+inference_server,2816,4,187,gru
+inference_server,2048,1,1500,gru
+inference_server,2048,1,750,gru
+inference_server,2048,1,375,gru
+inference_server,2048,1,187,gru
+inference_server,2048,2,1500,gru
+inference_server,2048,2,750,gru
+inference_server,2048,2,375,gru
+inference_server,2048,2,187,gru
+inference_server,2048,4,1500,gru
+inference_server,2048,4,750,gru
+inference_server,2048,4,375,gru
+inference_server,2048,4,187,gru
+inference_server,1536,1,1500,gru
+inference_server,1536,1,750,gru
+inference_server,1536,1,375,gru
+inference_server,1536,1,187,gru
+inference_server,1536,2,1500,gru
+inference_server,1536,2,750,gru
+inference_server,1536,2,375,gru
+inference_server,1536,2,187,gru
+inference_server,1536,4,1500,gru
+inference_server,1536,4,750,gru
+inference_server,1536,4,375,gru
+inference_server,1536,4,187,gru
+inference_server,2560,1,1500,gru
+inference_server,2560,1,750,gru
+inference_server,2560,1,375,gru
+inference_server,2560,1,187,gru
+inference_server,2560,2,1500,gru
+inference_server,2560,2,750,gru
+inference_server,2560,2,375,gru
+inference_server,2560,2,187,gru
+inference_server,2560,4,1500,gru
+inference_server,2560,4,750,gru
+inference_server,2560,4,375,gru
+inference_server,2560,4,187,gru
+inference_server,512,1,1,gru
+inference_server,512,2,1,gru
+inference_server,512,4,1,gru
+inference_server,1024,1,1500,gru
+inference_server,1024,2,1500,gru
+inference_server,1024,4,1500,gru
+inference_device,32,1,672,vanilla
+inference_device,64,1,96,vanilla
+inference_device,256,1,150,lstm
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Smoke test of the benchmark harness (gatedrnn.bench) on tiny cases: it runs every installed
+implementation, checks parity, and produces a well-formed report (positive times, speed-ups that
+are the ratio of the times, JSON that loads back). Speed itself is never asserted here.
+"""
+
+import importlib.util
+import io
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import gatedrnn
+from gatedrnn import bench
+
+FAST = dict(min_time=0.002, max_time=0.02, sgemm_n=64, retry_busy=0)
+
+TINY = [
+    bench.Case("train", "lstm", "fwd", 4, 3, 5, 6),
+    bench.Case("train", "lstm", "train", 4, 3, 5, 6),
+    bench.Case("train", "gru_ra", "train", 3, 2, 4, 5),
+    bench.Case("infer", "gru_rb", "fwd", 3, 2, 4, 5),
+    bench.Case("infer", "rnn_tanh", "fwd", 5, 1, 3, 4),
+    bench.Case("bidir", "lstm", "train", 4, 2, 3, 4, layers=2, directions=2),
+    bench.Case("bidir", "gru_ra", "fwd", 4, 2, 3, 4, layers=2, directions=2),
+    bench.Case("stream", "gru_ra", "fwd", 4, 1, 5, 6),
+    bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6),
+    bench.Case("overhead", "rnn_tanh", "fwd", 1, 1, 4, 4),
+]
+
+
+def check_report(report, names):
+    """Structure and arithmetic of a report, whatever ran."""
+    assert report["settings"]["implementations"] == names
+    assert report["ceilings"]["sgemm_gflops"] > 0
+    assert len(report["cases"]) == len(TINY)
+    for case, row in zip(TINY, report["cases"]):
+        assert row["id"] == case.id
+        assert row["flops"] == case.flops() > 0
+        assert set(row["impls"]) == set(names)
+        gd = row["impls"]["gatedrnn"]
+        assert gd["status"] == "ok", gd
+        assert gd["median_s"] > 0 and gd["rounds"] >= 1 and gd["number"] >= 1
+        assert math.isclose(row["gflops"], case.flops() / gd["median_s"] / 1e9)
+        assert math.isclose(row["pct_sgemm"],
+                            100 * row["gflops"] / report["ceilings"]["sgemm_gflops"])
+        for name in names[1:]:
+            entry = row["impls"][name]
+            assert entry["status"] in ("ok", "n/a", "over budget"), (row["id"], name, entry)
+            if entry["status"] == "ok":
+                assert entry["median_s"] > 0
+                assert math.isclose(row["speedup"][name], entry["median_s"] / gd["median_s"])
+                assert row["parity"][name]["ok"], (row["id"], name, row["parity"][name])
+                assert row["parity"][name]["arrays"] >= (1 if case.streaming else 2)
+            else:
+                assert row["speedup"][name] is None and entry.get("note")
+        assert row["parity_ok"]
+        if case.mode == "fwd" and case.B <= 4:
+            assert row["bw_bound_s"] > 0 and row["pct_bw"] > 0
+        else:
+            assert row["bw_bound_s"] is None
+    for t in report["targets"]:
+        assert t["met"] == (t["value"] >= t["target"])
+    text = bench.format_report(report)
+    for case in TINY:
+        assert case.id in text
+
+
+def run_tiny(tmp_path, **kw):
+    before = gatedrnn.get_num_threads()
+    out = io.StringIO()
+    report = bench.run(TINY, threads=1, out=out, **FAST, **kw)
+    assert gatedrnn.get_num_threads() == before  # thread settings restored
+    assert "case" in out.getvalue() and TINY[0].id in out.getvalue()
+    path = tmp_path / "report.json"
+    bench.write_json(report, path)
+    assert json.loads(path.read_text())["cases"][0]["id"] == TINY[0].id
+    return report
+
+
+def test_case_list_follows_the_derivation():
+    rows = list(csv_rows(bench.DEEPBENCH_CSV))
+    assert len(rows) == 124 and {r["type"] for r in rows} == {"vanilla", "gru", "lstm"}
+    shapes = bench.deepbench_shapes()
+    assert len(shapes) == len(set(shapes))
+    expected = set()
+    for r in rows:
+        suite = "train" if r["set"] == "train" else "infer"
+        for v in bench.DEEPBENCH_TYPES[r["type"]]:
+            expected.add((suite, v, min(int(r["hidden"]), 1024), int(r["batch"]),
+                          min(int(r["timesteps"]), 200)))
+    assert set(shapes) == expected
+    all_cases = bench.cases()
+    ids = [c.id for c in all_cases]
+    assert len(ids) == len(set(ids))
+    assert {c.variant for c in all_cases} == set(bench.VARIANTS)
+    dbench = [c for c in all_cases if c.suite in ("train", "infer")]
+    assert all(c.I == c.H <= 1024 and c.T <= 200 for c in dbench)
+    assert {(c.suite, c.mode) for c in dbench} == {("train", "fwd"), ("train", "train"),
+                                                    ("infer", "fwd")}
+    # 2048 and 4096 hidden clamp onto the 1024 rows, T=1500/750/375 onto 200
+    assert "train/lstm/T25-B128-I1024-H1024/train" in ids
+    assert "infer/gru_rb/T200-B4-I1024-H1024/fwd" in ids
+    assert "infer/rnn_tanh/T200-B1-I32-H32/fwd" in ids            # vanilla = RNN tanh
+    assert sum(c.suite == "bidir" for c in all_cases) == 4
+    assert [c.id for c in all_cases if c.suite == "stream"] == [
+        "stream/lstm/T100-B1-I256-H256/fwd", "stream/gru_ra/T100-B1-I256-H256/fwd"]
+    assert sum(c.suite == "overhead" for c in all_cases) == len(bench.VARIANTS)
+    quick = bench.cases(quick=True)
+    assert 5 <= len(quick) < len(all_cases)
+    assert [c.id for c in bench.cases(filters=["stream/", "overhead/lstm"])] == [
+        "stream/lstm/T100-B1-I256-H256/fwd", "stream/gru_ra/T100-B1-I256-H256/fwd",
+        "overhead/lstm/T1-B1-I64-H64/fwd"]
+    # FLOPs: forward 2*T*B*G*H*(I+H), training 3x; bidirectional 2-layer sums both layers
+    c = bench.Case("train", "lstm", "fwd", 25, 16, 512, 512)
+    assert c.flops() == 2 * 25 * 16 * 4 * 512 * 1024
+    assert bench.Case("train", "lstm", "train", 25, 16, 512, 512).flops() == 3 * c.flops()
+    b = bench.Case("bidir", "gru_ra", "fwd", 100, 32, 256, 256, layers=2, directions=2)
+    assert b.flops() == 2 * 2 * 100 * 32 * 3 * 256 * ((256 + 256) + (512 + 256))
+
+
+def csv_rows(text):
+    import csv
+    return csv.DictReader(io.StringIO(text))
+
+
+def test_parity_check_flags_a_mismatch():
+    a = {"y": np.ones((3, 2, 4), np.float32), "h_n": np.zeros((1, 2, 4), np.float32)}
+    same = {k: v + 1e-6 for k, v in a.items()}
+    assert bench.parity_entry(a, same)["ok"]
+    off = dict(same, h_n=a["h_n"] + 1e-2)
+    entry = bench.parity_entry(a, off)
+    assert not entry["ok"] and entry["worst"] == "h_n"
+    assert not bench.parity_entry(a, {"y": a["y"][:2]})["ok"]      # wrong shape
+    assert not bench.parity_entry(a, {})["ok"]                      # nothing compared
+
+
+def test_harness_without_peers(tmp_path, monkeypatch):
+    """No torch / onnxruntime / onnx: their columns are n/a with a note, nothing crashes."""
+    for name in ("torch", "onnxruntime", "onnx"):
+        monkeypatch.setitem(sys.modules, name, None)   # makes `import name` raise ImportError
+    report = run_tiny(tmp_path)
+    names = list(bench.IMPLEMENTATIONS)
+    check_report(report, names)
+    for row in report["cases"]:
+        assert row["impls"]["torch"]["status"] == "n/a"
+        assert row["impls"]["onnxruntime"]["status"] == "n/a"
+        assert row["impls"]["reference"]["status"] == "ok"
+    assert any("PyTorch not importable" in n for n in report["notes"])
+    assert any("onnxruntime/onnx not importable" in n for n in report["notes"])
+
+
+def test_harness_with_every_peer(tmp_path, torch, onnx, onnxruntime):
+    torch_threads = torch.get_num_threads()
+    report = run_tiny(tmp_path)
+    assert torch.get_num_threads() == torch_threads
+    check_report(report, list(bench.IMPLEMENTATIONS))
+    for case, row in zip(TINY, report["cases"]):
+        st = {n: e["status"] for n, e in row["impls"].items()}
+        assert st["torch"] == ("n/a" if case.variant == "gru_rb" else "ok"), row["id"]
+        assert st["onnxruntime"] == ("ok" if case.mode == "fwd" else "n/a"), row["id"]
+        assert st["reference"] == "ok", row["id"]
+        if case.mode == "train":   # gradients were compared, not only outputs
+            assert row["parity"]["torch"]["arrays"] > 5
+    bench.write_png(report, tmp_path / "speedup.png")   # a PNG if matplotlib is installed
+
+
+def test_over_budget_reference_is_skipped_not_run(tmp_path):
+    case = bench.Case("train", "lstm", "train", 40, 2, 3, 4)
+    report = bench.run([case], implementations=("gatedrnn", "reference"), threads=1,
+                       out=None, min_time=0.0, max_time=1e-7, sgemm_n=64, retry_busy=0)
+    row = report["cases"][0]
+    assert row["impls"]["reference"]["status"] == "over budget"
+    assert row["impls"]["reference"]["estimate_s"] > 1e-7
+    assert row["impls"]["gatedrnn"]["rounds"] == 1      # longer than max_time: one call
+    assert row["speedup"]["reference"] is None
+
+
+def test_command_line(tmp_path, capsys):
+    from gatedrnn.__main__ import main
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0 and "--retry-busy" in capsys.readouterr().out
+    assert main(["bench", "--quick", "--list"]) == 0
+    assert capsys.readouterr().out.split() == [c.id for c in bench.cases(quick=True)]
+    js = tmp_path / "r.json"
+    status = main(["bench", "--filter", "overhead/rnn_tanh", "--threads", "1", "--no-reference",
+                   "--min-time", "0.002", "--max-time", "0.02", "--retry-busy", "0",
+                   "--json", str(js),
+                   "--png", str(tmp_path / "r.png")])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "overhead/rnn_tanh/T1-B1-I64-H64/fwd" in out and "ceiling" in out
+    data = json.loads(js.read_text())
+    assert [r["id"] for r in data["cases"]] == ["overhead/rnn_tanh/T1-B1-I64-H64/fwd"]
+    assert data["settings"]["threads"] == 1 and "reference" not in data["cases"][0]["impls"]
+
+
+def test_pytest_benchmark_report_script():
+    """bench/report.py turns pytest-benchmark entries into the same rows and ratios."""
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "report.py")
+    if not os.path.exists(path):
+        pytest.skip("bench/ is not in this checkout")
+    spec = importlib.util.spec_from_file_location("gatedrnn_bench_report_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    case = bench.Case("stream", "lstm", "fwd", 10, 1, 4, 4)
+    import dataclasses
+
+    def entry(impl, median, parity=None):
+        return {"stats": {"median": median, "rounds": 5, "iterations": 1},
+                "extra_info": {"case": dataclasses.asdict(case), "case_id": case.id,
+                               "impl": impl, "per_unit": case.per_unit, "sgemm_gflops": 100.0,
+                               "bw_bound_s": 1e-6, "threads": 2, "parity": parity}}
+    ok = {"max_scaled_diff": 1e-7, "worst": "h_n", "arrays": 2, "ok": True}
+    report = mod.report_from_benchmarks([entry("gatedrnn", 1e-4), entry("torch", 4e-4, ok)])
+    (row,) = report["cases"]
+    assert math.isclose(row["impls"]["gatedrnn"]["median_s"], 1e-5)     # per step
+    assert math.isclose(row["speedup"]["torch"], 4.0)
+    assert math.isclose(row["pct_bw"], 10.0)
+    assert row["parity_ok"] and report["settings"]["implementations"] == ["gatedrnn", "torch"]
+    assert case.id in bench.format_report(report)
+
+
+def test_a_disturbed_case_is_retried(monkeypatch):
+    """A case measured while other work took the CPUs is rerun; the quieter attempt is kept."""
+    shares = iter([0.6, 0.02])
+    monkeypatch.setattr(bench.ForeignCpu, "stop", lambda self: next(shares))
+    waits = []
+    monkeypatch.setattr(bench, "wait_for_idle", lambda max_wait: waits.append(max_wait))
+    case = bench.Case("overhead", "rnn_tanh", "fwd", 1, 1, 4, 4)
+    report = bench.run([case], implementations=("gatedrnn",), threads=1, out=None,
+                       retry_busy=1, busy_wait=7.0, **{k: v for k, v in FAST.items()
+                                                       if k != "retry_busy"})
+    (row,) = report["cases"]
+    assert row["attempts"] == 2 and row["foreign_cpu"] == 0.02 and waits == [7.0]
+    assert "[busy" not in bench.format_report(report)

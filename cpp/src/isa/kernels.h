@@ -135,9 +135,12 @@ struct GemmKernels {
         }
     }
 
-    template <int M>
+    // Packed is true when a is a packed A panel (a_row = 1, a_col = MR): the row broadcasts
+    // then come from fixed offsets, so no index register per row (12 of them would spill).
+    template <int M, bool Packed>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
                      int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
+        if constexpr (Packed) a_row = 1, a_col = MR;
         // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
         // flight: with one row and one sum per column vector, every FMA would wait for the
         // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
@@ -190,21 +193,24 @@ struct GemmKernels {
         }
     }
 
-    template <int M>
+    template <int M, bool Packed>
     static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
                           const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
         if constexpr (M > 1) {
             if (rows < M) {
-                tile_rows<M - 1>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+                tile_rows<M - 1, Packed>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
                 return;
             }
         }
-        tile<M>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+        tile<M, Packed>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
     }
 
     static void kernel(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                        const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
-        tile_rows<MR>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+        if (a_row == 1 && a_col == MR)
+            tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+        else
+            tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
     }
 
     static T hsum(typename V::R v) {

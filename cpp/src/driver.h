@@ -83,6 +83,7 @@ struct StepForward {
     const Weights<T>* w;
     const PackedB<T>* packed;   // G blocks: W_hh[g]^T (H, H)
     const isa::Kernels<T>* k;
+    T* a_pack;              // this thread's scratch for packing the GEMMs' A rows
 };
 
 template <typename T>
@@ -100,6 +101,7 @@ struct StepBackward {
     T* direct;              // (B, H) GRU: z (.) dh_t
     const PackedB<T>* packed;   // G blocks: W_hh[g] (H, H)
     const isa::Kernels<T>* k;
+    T* a_pack;              // this thread's scratch for packing the GEMMs' A rows
 };
 
 // What a cell needs to form dW_hh and db_hh after the loop (all over the N packed rows).
@@ -314,6 +316,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         }
 
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
+    const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
+    Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
@@ -342,6 +346,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.w = &w;
             a.packed = packed;
             a.k = &k;
+            a.a_pack = a_packs.get() + tid * a_pack_size;
             if (training)
                 copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
             for (int phase = 0; phase < cell.forward_phases(); ++phase) {
@@ -387,6 +392,8 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         for (int64_t r = 0; r < seq.rows(); ++r) std::fill(dh_seq + r * ld_y, dh_seq + r * ld_y + H, T(0));
 
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
+    const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
+    Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     run_team(plan, [&](int tid, auto barrier) {
         const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
         const int64_t n = sl.u_end - sl.u_begin;
@@ -415,6 +422,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
             a.direct = direct.get();
             a.packed = packed;
             a.k = &k;
+            a.a_pack = a_packs.get() + tid * a_pack_size;
             // Phases are separated by barriers; the last (the dh GEMM) only reads rows of dG that
             // every thread finished before the barrier, so steps need none between them.
             for (int phase = 0; phase < cell.backward_phases(); ++phase) {
@@ -506,13 +514,30 @@ isa::Row<T> backward_row(const StepBackward<T>& a, const Slice& sl, int64_t j) {
 // For each gate g in [g0, g1): C_g (+)= A_g . packed[g] over the slice, where A_g = A + g * a_gate
 // and C_g = C + g * c_gate (a_gate/c_gate 0: the same A or C for every gate). With accumulate,
 // the first gate adds to C too; otherwise it overwrites.
+//
+// From kPackRows rows of the slice on, A is first packed into `a_pack` (this thread's scratch,
+// round_up(B, mr) * H elements) once per call when every gate shares it: the packed-A kernel
+// then reads it for all of the thread's panels without an index register per row.
+constexpr int64_t kPackRows = 8;
+
 template <typename T>
 void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_gate,
                 const PackedB<T>* packed, int g0, int g1, T* C, int64_t ldc, int64_t c_gate,
-                bool accumulate) {
-    for (int g = g0; g < g1; ++g)
-        slice_gemm(sl, Bs, A + g * a_gate, lda, packed[g],
-                   (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0), C + g * c_gate, ldc);
+                bool accumulate, T* a_pack) {
+    const int64_t M = sl.rows(Bs);
+    const bool pack = a_pack && M >= kPackRows && !packed[g0].direct;
+    for (int g = g0; g < g1; ++g) {
+        const T beta = (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0);
+        if (!pack) {
+            slice_gemm(sl, Bs, A + g * a_gate, lda, packed[g], beta, C + g * c_gate, ldc);
+            continue;
+        }
+        if (g == g0 || a_gate != 0)
+            packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
+                                      0, M, 0, packed[g].K, a_pack);
+        gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
+                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step);
+    }
 }
 
 // Calls f(row) for own rows of the running prefix, the row's gate-strided pointers set.

@@ -99,6 +99,18 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
 }
 
 template <typename T>
+void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
+                   int64_t p_end, T beta, T* C, int64_t ldc) {
+    const isa::Kernels<T>& k = *B.kernels;
+    for (int64_t p = p_begin; p < p_end; ++p) {
+        const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
+        for (int64_t i = 0; i < M; i += k.mr)
+            k.kernel(B.K, a_packed + i * B.K, 1, k.mr, std::min<int64_t>(k.mr, M - i), B.panel(p),
+                     C + i * ldc + j0, ldc, cols, T(1), beta, true);
+    }
+}
+
+template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
                           int64_t ldc, int min_threads) {
     if (M <= 0 || B.N <= 0) return;
@@ -116,6 +128,10 @@ template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<f
                                  int64_t, float, float*, int64_t);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
                                   int64_t, double, double*, int64_t);
+template void gemm_packed_a<float>(int64_t, const float*, const PackedB<float>&, int64_t, int64_t,
+                                   float, float*, int64_t);
+template void gemm_packed_a<double>(int64_t, const double*, const PackedB<double>&, int64_t, int64_t,
+                                    double, double*, int64_t);
 template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
                                           float, float*, int64_t, int);
 template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,

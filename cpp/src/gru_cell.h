@@ -32,7 +32,7 @@ struct GruCell {
     void forward_phase(int phase, const StepForward<T>& a, const Slice& sl) const {
         const int64_t H = a.H;
         if (reset_after) {
-            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 3, a.gates, 3 * H, H, false);
+            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 3, a.gates, 3 * H, H, false, a.a_pack);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
                 r.b_hn = a.w->b_hh ? a.w->b_hh + 2 * H + sl.u_begin : nullptr;
                 a.k->gru_ra_forward(r);
@@ -42,13 +42,13 @@ struct GruCell {
         // r (.) h' lives in the saved plane when training, in scratch otherwise.
         T* rh = a.training ? a.save[0] : a.rh;
         if (phase == 0) {
-            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 2, a.gates, 3 * H, H, false);
+            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 2, a.gates, 3 * H, H, false, a.a_pack);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t j) {
                 r.rh = rh + j * H + sl.u_begin;
                 a.k->gru_rb_forward1(r);
             });
         } else {
-            gates_gemm(sl, a.Bs, rh, H, 0, a.packed, 2, 3, a.gates, 3 * H, H, false);
+            gates_gemm(sl, a.Bs, rh, H, 0, a.packed, 2, 3, a.gates, 3 * H, H, false, a.a_pack);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->gru_rb_forward2(r); });
         }
     }
@@ -60,8 +60,8 @@ struct GruCell {
                 backward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->gru_ra_backward(r); });
                 return;
             }
-            gates_gemm(sl, a.Bs, a.dg, 3 * H, H, a.packed, 0, 2, a.dh_rec, H, 0, false);
-            slice_gemm(sl, a.Bs, a.dg_extra, H, a.packed[2], T(1), a.dh_rec, H);
+            gates_gemm(sl, a.Bs, a.dg, 3 * H, H, a.packed, 0, 2, a.dh_rec, H, 0, false, a.a_pack);
+            gates_gemm(sl, a.Bs, a.dg_extra, H, 0, a.packed, 2, 3, a.dh_rec, H, 0, true, a.a_pack);
             finish_dh(a, sl, true);
             return;
         }
@@ -69,10 +69,10 @@ struct GruCell {
             backward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->gru_rb_backward1(r); });
         } else if (phase == 1) {
             // d(r (.) h') = dn_pre W_hn, then dr_pre and the gradient to h' through r (.) h'.
-            slice_gemm(sl, a.Bs, a.dg + 2 * H, 3 * H, a.packed[2], T(0), a.dh_rec, H);
+            gates_gemm(sl, a.Bs, a.dg, 3 * H, H, a.packed, 2, 3, a.dh_rec, H, 0, false, a.a_pack);
             backward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->gru_rb_backward2(r); });
         } else {
-            gates_gemm(sl, a.Bs, a.dg, 3 * H, H, a.packed, 0, 2, a.dh_rec, H, 0, true);
+            gates_gemm(sl, a.Bs, a.dg, 3 * H, H, a.packed, 0, 2, a.dh_rec, H, 0, true, a.a_pack);
             finish_dh(a, sl, true);
         }
     }

@@ -21,7 +21,7 @@ struct LstmCell {
     }
 
     void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
-        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 4, a.gates, 4 * a.H, a.H, false);
+        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 4, a.gates, 4 * a.H, a.H, false, a.a_pack);
         forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->lstm_forward(r); });
     }
 
@@ -31,7 +31,7 @@ struct LstmCell {
             return;
         }
         // dh_rec = sum over gates of dG_g W_hh[g]
-        gates_gemm(sl, a.Bs, a.dg, 4 * a.H, a.H, a.packed, 0, 4, a.dh_rec, a.H, 0, false);
+        gates_gemm(sl, a.Bs, a.dg, 4 * a.H, a.H, a.packed, 0, 4, a.dh_rec, a.H, 0, false, a.a_pack);
         finish_dh(a, sl, false);
     }
 

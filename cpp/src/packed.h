@@ -40,6 +40,11 @@ template <typename T>
 void gemm_prepacked(Trans trans_a, int64_t M, const T* A, int64_t lda, const PackedB<T>& B,
                     T alpha, T beta, T* C, int64_t ldc, int min_threads = 1);
 
+// The same with A already packed into row panels (the kernels' pack_a layout, depth B.K).
+template <typename T>
+void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
+                   int64_t p_end, T beta, T* C, int64_t ldc);
+
 // The same over all panels, spread over threads by panels.
 template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,

@@ -22,7 +22,7 @@ struct RnnCell {
     }
 
     void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
-        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 1, a.gates, a.H, a.H, false);
+        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 1, a.gates, a.H, a.H, false, a.a_pack);
         forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
             r.activation = activation == Activation::relu;
             a.k->rnn_forward(r);
@@ -37,7 +37,7 @@ struct RnnCell {
             });
             return;
         }
-        gates_gemm(sl, a.Bs, a.dg, a.H, a.H, a.packed, 0, 1, a.dh_rec, a.H, 0, false);
+        gates_gemm(sl, a.Bs, a.dg, a.H, a.H, a.packed, 0, 1, a.dh_rec, a.H, 0, false, a.a_pack);
         finish_dh(a, sl, false);
     }
 

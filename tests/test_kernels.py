@@ -179,3 +179,35 @@ def test_inference_projection_blocks_match_training(reverse, batch_first):
     ref = R.lstm(x.astype(np.float64), *[a.astype(np.float64) for a in w], **kw)
     np.testing.assert_allclose(infer.y, ref.y, rtol=1e-4, atol=2e-5)
     np.testing.assert_allclose(infer.c_n, ref.c_n, rtol=1e-4, atol=2e-5)
+
+
+SMALLER_TEAM_SCRIPT = r"""
+import numpy as np, gatedrnn
+from gatedrnn import functional as F, reference as R
+gatedrnn.set_num_threads(2)
+rng = np.random.default_rng(0)
+# (B, H): a weight-stationary split by hidden units, and a split by batch rows
+for T, B, I, H in [(4, 8, 16, 256), (4, 128, 16, 48)]:
+    x = rng.standard_normal((T, B, I))
+    for cell, G, opts in [("rnn", 1, {}), ("gru", 3, {"reset_after": False}),
+                          ("gru", 3, {"reset_after": True}), ("lstm", 4, {})]:
+        w = [rng.uniform(-0.2, 0.2, s) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]]
+        got = getattr(F, cell)(x, *w, training=True, **opts)
+        want = getattr(R, cell)(x, *w, training=True, **opts)
+        dy = rng.standard_normal(got.y.shape)
+        pairs = [(got.y, want.y)] + list(zip(getattr(F, cell + "_backward")(got.ctx, dy=dy),
+                                             getattr(R, cell + "_backward")(want.ctx, dy=dy)))
+        for a, b in pairs:
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12, err_msg=f"{cell} B={B}")
+print("ok")
+"""
+
+
+def test_a_smaller_team_than_requested_still_computes_everything():
+    """OpenMP may start fewer threads than a call asks for (OMP_THREAD_LIMIT, or a call from
+    inside another parallel region); every slice of the work must still be computed. With the
+    cap at 2 and the limit at 1, a partition by the requested count would skip half the units."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    out = subprocess.run([sys.executable, "-c", SMALLER_TEAM_SCRIPT], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

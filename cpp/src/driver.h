@@ -183,41 +183,45 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, i
     return plan;
 }
 
-inline Slice slice_for(const TeamPlan& plan, int tid, int64_t panels, int64_t nr, int64_t H) {
+// The slice of thread tid in a team of `team` threads (the team OpenMP actually started, which
+// can be smaller than the plan: OMP_THREAD_LIMIT, or a call from inside another parallel region).
+inline Slice slice_for(const TeamPlan& plan, int tid, int team, int64_t panels, int64_t nr,
+                       int64_t H) {
     Slice sl;
     if (plan.batch_split) {
         sl.row_first = tid;
-        sl.row_step = plan.threads;
+        sl.row_step = team;
         sl.p_begin = 0;
         sl.p_end = panels;
     } else {
-        sl.p_begin = panels * tid / plan.threads;
-        sl.p_end = panels * (tid + 1) / plan.threads;
+        sl.p_begin = panels * tid / team;
+        sl.p_end = panels * (tid + 1) / team;
     }
     sl.u_begin = std::min(sl.p_begin * nr, H);
     sl.u_end = std::min(sl.p_end * nr, H);
     return sl;
 }
 
-// Runs body(tid, barrier) on plan.threads threads (inline when one). body must not throw.
+// Runs body(tid, team, barrier) on up to plan.threads threads (inline when one); team is the
+// number OpenMP actually started, which every partition must use. body must not throw.
 template <typename Body>
 void run_team(const TeamPlan& plan, Body&& body) {
     if (plan.threads <= 1) {
         DenormalsAreZero daz;
-        body(0, [] {});
+        body(0, 1, [] {});
         return;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(plan.threads)
     {
         DenormalsAreZero daz;
-        body(omp_get_thread_num(), [] {
+        body(omp_get_thread_num(), omp_get_num_threads(), [] {
 #pragma omp barrier
         });
     }
 #else
     DenormalsAreZero daz;
-    body(0, [] {});
+    body(0, 1, [] {});
 #endif
 }
 
@@ -322,8 +326,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
     project(s0, s1, xw);
-    run_team(plan, [&](int tid, auto barrier) {
-        const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
+    run_team(plan, [&](int tid, int team, auto barrier) {
+        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         for (int64_t s = s0; s < s1; ++s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             const int cur = s & 1, nxt = cur ^ 1;
@@ -394,8 +398,8 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
-    run_team(plan, [&](int tid, auto barrier) {
-        const Slice sl = slice_for(plan, tid, packed[0].panels, k.nr, H);
+    run_team(plan, [&](int tid, int team, auto barrier) {
+        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t n = sl.u_end - sl.u_begin;
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];

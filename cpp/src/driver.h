@@ -277,9 +277,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         const int64_t r0 = sched.offset[s0], rows = sched.offset[s1] - r0;
         const T* xp = x + r0 * I;
         if (!sched.identity) {
-            for (int64_t p = 0; p < rows; ++p)
-                std::copy(x + sched.source[r0 + p] * I, x + (sched.source[r0 + p] + 1) * I,
-                          x_block.get() + p * I);
+            gather_rows(x_block.get(), x, sched.source, I, r0, rows);
             xp = x_block.get();
         }
         // As many threads as keep W_ih^T cache-resident across calls (streaming).

@@ -60,11 +60,13 @@ struct Schedule {
     }
 };
 
-// dst (packed, cols) = rows `source` of src (rows, cols).
+// dst (count, cols) = rows source[first .. first + count) of src (rows, cols); by default all.
 template <typename T>
-void gather_rows(T* dst, const T* src, const std::vector<int64_t>& source, int64_t cols) {
-    for (size_t p = 0; p < source.size(); ++p)
-        std::copy(src + source[p] * cols, src + (source[p] + 1) * cols, dst + p * cols);
+void gather_rows(T* dst, const T* src, const std::vector<int64_t>& source, int64_t cols,
+                 int64_t first = 0, int64_t count = -1) {
+    if (count < 0) count = static_cast<int64_t>(source.size()) - first;
+    for (int64_t p = 0; p < count; ++p)
+        std::copy(src + source[first + p] * cols, src + (source[first + p] + 1) * cols, dst + p * cols);
 }
 
 // dst (rows, cols): rows `source` = src (packed, cols); every other row is zero. With

@@ -35,6 +35,8 @@ copied once; all others are used in place and never modified. NaN and Inf propag
 Changing ``x`` or the weights in place between a forward call and its backward is undefined.
 """
 
+import numpy as np
+
 from . import _core
 from .results import (
     LSTMGradients, LSTMGradientsWithSeq, LSTMOutput, LSTMTrainOutput, RNNGradients,
@@ -53,9 +55,7 @@ PackedWeights = _core.PackedWeights
 
 
 def _flag(value, name):
-    if isinstance(value, bool):
-        return value
-    if type(value).__name__ == "bool_":  # numpy.bool_
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
 

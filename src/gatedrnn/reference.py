@@ -411,6 +411,15 @@ def lstm(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, c0=None, 
     return LSTMTrainOutput(y, h_n, c_n, ctx) if training else LSTMOutput(y, h_n, c_n)
 
 
+def _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq):
+    """BPTT for the cells whose only state is h (RNN, GRU): the gradients as named tuples."""
+    dx, (dh0,), weight_grads, dh_seq = _run_backward(ctx, step_backward, dy, [dh_n],
+                                                     return_dh_seq)
+    if return_dh_seq:
+        return RNNGradientsWithSeq(dx, dh0, *weight_grads, dh_seq)
+    return RNNGradients(dx, dh0, *weight_grads)
+
+
 def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
     """Gradients of a loss L given dy = dL/dy (y's layout) and dh_n = dL/dh_n (B, H).
 
@@ -419,11 +428,7 @@ def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
     """
     _check_ctx(ctx, "rnn")
     step_backward = functools.partial(_rnn_step_backward, nonlinearity=ctx.nonlinearity)
-    dx, (dh0,), weight_grads, dh_seq = _run_backward(ctx, step_backward, dy, [dh_n],
-                                                     return_dh_seq)
-    if return_dh_seq:
-        return RNNGradientsWithSeq(dx, dh0, *weight_grads, dh_seq)
-    return RNNGradients(dx, dh0, *weight_grads)
+    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq)
 
 
 def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
@@ -434,11 +439,7 @@ def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
     """
     _check_ctx(ctx, "gru")
     step_backward = functools.partial(_gru_step_backward, reset_after=ctx.reset_after)
-    dx, (dh0,), weight_grads, dh_seq = _run_backward(ctx, step_backward, dy, [dh_n],
-                                                     return_dh_seq)
-    if return_dh_seq:
-        return RNNGradientsWithSeq(dx, dh0, *weight_grads, dh_seq)
-    return RNNGradients(dx, dh0, *weight_grads)
+    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq)
 
 
 def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):

@@ -288,6 +288,11 @@ struct Cells {
         const auto v = S::load(r.xw + at);
         return r.bias ? S::add(v, S::load(r.bias + at)) : v;
     }
+    // A gate's whole pre-activation: input side plus the recurrent GEMM's part.
+    template <class S>
+    static typename S::R pre(const Row& r, int64_t at) {
+        return S::add(input<S>(r, at), S::load(r.gates + at));
+    }
 
     // Writes h_t, and m (.) h_t for the next step's W_hh when there is a mask.
     template <class S>
@@ -299,8 +304,8 @@ struct Cells {
     static void rnn_forward(const Row& r) {
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto pre = S::add(input<S>(r, k), S::load(r.gates + k));
-            const auto h = r.activation == 1 ? S::max_keep_nan(S::zero(), pre) : tanh_v<S>(pre);
+            const auto v = pre<S>(r, k);
+            const auto h = r.activation == 1 ? S::max_keep_nan(S::zero(), v) : tanh_v<S>(v);
             put_h<S>(r, k, h);
             if (r.training) S::store(r.xw + k, h);
         });
@@ -326,10 +331,10 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto i = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
-            const auto f = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
-            const auto g = tanh_v<S>(S::add(input<S>(r, 2 * H + k), S::load(r.gates + 2 * H + k)));
-            const auto o = sigmoid_v<S>(S::add(input<S>(r, 3 * H + k), S::load(r.gates + 3 * H + k)));
+            const auto i = sigmoid_v<S>(pre<S>(r, k));
+            const auto f = sigmoid_v<S>(pre<S>(r, H + k));
+            const auto g = tanh_v<S>(pre<S>(r, 2 * H + k));
+            const auto o = sigmoid_v<S>(pre<S>(r, 3 * H + k));
             const auto c_prev = S::load(r.c + k);
             const auto c = S::fmadd(f, c_prev, S::mul(i, g));
             const auto c_tanh = tanh_v<S>(c);
@@ -363,8 +368,8 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto rg = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
-            const auto z = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
+            const auto rg = sigmoid_v<S>(pre<S>(r, k));
+            const auto z = sigmoid_v<S>(pre<S>(r, H + k));
             auto hn = S::load(r.gates + 2 * H + k);
             if (r.b_hn) hn = S::add(hn, S::load(r.b_hn + k));
             const auto n = tanh_v<S>(S::fmadd(rg, hn, input<S>(r, 2 * H + k)));
@@ -396,8 +401,8 @@ struct Cells {
         const int64_t H = r.H;
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
-            const auto rg = sigmoid_v<S>(S::add(input<S>(r, k), S::load(r.gates + k)));
-            const auto z = sigmoid_v<S>(S::add(input<S>(r, H + k), S::load(r.gates + H + k)));
+            const auto rg = sigmoid_v<S>(pre<S>(r, k));
+            const auto z = sigmoid_v<S>(pre<S>(r, H + k));
             S::store(r.gates + k, rg), S::store(r.gates + H + k, z);
             S::store(r.rh + k, S::mul(rg, S::load(r.h_rec + k)));
         });
@@ -408,7 +413,7 @@ struct Cells {
         sweep<V>(r.n, [&](auto s, int64_t k) {
             using S = decltype(s);
             const auto z = S::load(r.gates + H + k);
-            const auto n = tanh_v<S>(S::add(input<S>(r, 2 * H + k), S::load(r.gates + 2 * H + k)));
+            const auto n = tanh_v<S>(pre<S>(r, 2 * H + k));
             put_h<S>(r, k, S::fmadd(z, S::sub(S::load(r.h_prev + k), n), n));
             if (r.training) {
                 S::store(r.xw + k, S::load(r.gates + k)), S::store(r.xw + H + k, z);

@@ -7,6 +7,7 @@ The C++ core (``gatedrnn._core``) is reached through :mod:`gatedrnn.functional`;
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional
+from . import activations, config, initializers, layers
 from ._core import get_num_threads
 
 try:
@@ -14,7 +15,10 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
-__all__ = ["functional", "reference", "info", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = [
+    "functional", "reference", "layers", "config", "initializers", "activations", "info",
+    "set_num_threads", "get_num_threads", "__version__",
+]
 
 
 def __getattr__(name):

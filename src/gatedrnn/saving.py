@@ -119,6 +119,15 @@ def _fsync_directory(dirname):
 
 
 def _current_umask():
+    # Linux reports the umask without changing it; elsewhere, set-and-restore (which leaves the
+    # umask at 0 for an instant: a file another thread creates right then gets mode 0666).
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -125,10 +125,12 @@ def _np_dtype_of(onnx, elem_type: int):
 
 def _value_info(onnx, vi) -> ValueInfo:
     kind = vi.type.WhichOneof("value")
+    if kind is None:  # untyped (allowed for outputs): whatever the graph computes
+        return ValueInfo(vi.name, None, None)
     if kind != "tensor_type":
         raise NotImplementedError(
             f"graph value {vi.name!r}: only tensor inputs and outputs are supported, got a "
-            f"{kind or 'untyped'} value")
+            f"{kind} value")
     tt = vi.type.tensor_type
     dtype = _np_dtype_of(onnx, tt.elem_type) if tt.elem_type else None
     shape = None

@@ -7,7 +7,8 @@ The C++ core (``gatedrnn._core``) is reached through :mod:`gatedrnn.functional`;
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional
-from . import activations, config, initializers, layers
+from . import activations, callbacks, config, initializers, layers, losses, metrics, optim
+from .models import Input, Sequential, load_model
 from ._core import get_num_threads
 
 try:
@@ -16,7 +17,8 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
 __all__ = [
-    "functional", "reference", "layers", "config", "initializers", "activations", "info",
+    "functional", "reference", "layers", "Sequential", "Input", "load_model", "losses",
+    "metrics", "optim", "callbacks", "config", "initializers", "activations", "info",
     "set_num_threads", "get_num_threads", "__version__",
 ]
 

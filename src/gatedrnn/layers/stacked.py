@@ -52,7 +52,8 @@ class StackedRNN(Layer):
       every layer except the last (torch's rule; nothing happens with one layer).
     - ``bidirectional`` (default False).
     - ``return_state`` (default True): return ``(y, h_n)`` / ``(y, (h_n, c_n))`` as torch does;
-      False returns ``y`` alone, which is what a :class:`gatedrnn.models.Sequential` needs.
+      False returns ``y`` alone, which is what a :class:`gatedrnn.models.Sequential` needs
+      (there, also give ``batch_first=True``: a Sequential's data is batch-major).
     - ``proj_size``: only 0 is supported (the core has no LSTM projection).
     - ``kernel_initializer``, ``recurrent_initializer``, ``bias_initializer``: default
       ``"torch_uniform"``, torch's ``U(-1/sqrt(H), 1/sqrt(H))`` for every weight and bias.

@@ -51,7 +51,8 @@ def make_model(onnx, nodes, feeds, outputs, opset=17, initializers=None):
         name, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), list(np.shape(v)))
         for name, v in feeds.items()]
     outs = [onnx.ValueInfoProto(name=n) for n in outputs]
-    inits = [numpy_helper.from_array(np.asarray(v), name) for name, v in (initializers or {}).items()]
+    inits = [numpy_helper.from_array(np.asarray(v), name)
+             for name, v in (initializers or {}).items()]
     graph = helper.make_graph(nodes, "test", inputs, outs, initializer=inits)
     opsets = [helper.make_opsetid("", opset)]
     return helper.make_model(graph, opset_imports=opsets,
@@ -177,14 +178,15 @@ GLUE_CASES = {
     "Slice-torch-states": (lambda: [node("Slice", ["h", "s", "e", "a"], ["y"])],
                            {"h": f32(4, 3, 6)}, ["y"], 17,
                            {"s": i64(2), "e": i64(4), "a": i64(0)}),
-    "Constant-value": (lambda: [node("Constant", [], ["y"],
-                                     value=_tensor("v", np.arange(6, dtype=np.int32).reshape(2, 3)))],
+    "Constant-value": (lambda: [node("Constant", [], ["y"], value=_tensor(
+                           "v", np.arange(6, dtype=np.int32).reshape(2, 3)))],
                        {}, ["y"], 13, None),
     "Constant-value_float": (lambda: [node("Constant", [], ["y"], value_float=2.5)],
                              {}, ["y"], 13, None),
     "Constant-value_floats": (lambda: [node("Constant", [], ["y"], value_floats=[1.5, -2.0])],
                               {}, ["y"], 13, None),
-    "Constant-value_int": (lambda: [node("Constant", [], ["y"], value_int=-7)], {}, ["y"], 13, None),
+    "Constant-value_int": (lambda: [node("Constant", [], ["y"], value_int=-7)],
+                           {}, ["y"], 13, None),
     "Constant-value_ints": (lambda: [node("Constant", [], ["y"], value_ints=[3, 0, -2])],
                             {}, ["y"], 13, None),
     "ConstantOfShape-default": (lambda: [node("ConstantOfShape", ["s"], ["y"])],
@@ -192,8 +194,8 @@ GLUE_CASES = {
     "ConstantOfShape-int": (lambda: [node("ConstantOfShape", ["s"], ["y"],
                                           value=_tensor("v", i64(7)))],
                             {"s": i64(3)}, ["y"], 13, None),
-    "ConstantOfShape-float-scalar": (lambda: [node("ConstantOfShape", ["s"], ["y"],
-                                                   value=_tensor("v", np.array([1.5], np.float32)))],
+    "ConstantOfShape-float-scalar": (lambda: [node("ConstantOfShape", ["s"], ["y"], value=_tensor(
+                                         "v", np.array([1.5], np.float32)))],
                                      {"s": np.zeros(0, np.int64)}, ["y"], 13, None),
     "Identity": (lambda: [node("Identity", ["x"], ["y"])], {"x": f32(2, 3)}, ["y"], 13, None),
     "Cast-float-to-int32": (lambda: [node("Cast", ["x"], ["y"], to=6)],
@@ -259,7 +261,8 @@ GLUE_CASES = {
     "MatMul-vector": (lambda: [node("MatMul", ["a", "b"], ["y"])],
                       {"a": f32(4), "b": f32(2, 4, 3)}, ["y"], 13, None),
     "Tanh": (lambda: [node("Tanh", ["x"], ["y"])],
-             {"x": np.concatenate([f32(20) * 3, np.array([-40, 40], np.float32)])}, ["y"], 13, None),
+             {"x": np.concatenate([f32(20) * 3, np.array([-40, 40], np.float32)])},
+             ["y"], 13, None),
     "Sigmoid": (lambda: [node("Sigmoid", ["x"], ["y"])],
                 {"x": np.concatenate([f32(20) * 3, np.array([-100, 100], np.float32)])},
                 ["y"], 13, None),

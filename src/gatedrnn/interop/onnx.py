@@ -46,7 +46,7 @@ import numpy as np
 from .. import functional as F
 from .onnx_graph import GLUE_OPS, Graph, Node, OpDef, ValueInfo, require_onnx
 
-__all__ = ["from_onnx", "OnnxModel"]
+__all__ = ["from_onnx", "OnnxModel", "ValueInfo"]
 
 _CELL_OF_OP = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}
 _OP_OF_CELL = {cell: op for op, cell in _CELL_OF_OP.items()}
@@ -56,7 +56,8 @@ _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 _ONNX_BLOCK_OF_CANONICAL = {"rnn": (0,), "gru": (1, 0, 2), "lstm": (0, 2, 3, 1)}
 #: For each ONNX gate block, its position in the canonical order (the inverse permutation).
 _CANONICAL_BLOCK_OF_ONNX = {
-    cell: tuple(int(i) for i in np.argsort(order)) for cell, order in _ONNX_BLOCK_OF_CANONICAL.items()
+    cell: tuple(int(i) for i in np.argsort(order))
+    for cell, order in _ONNX_BLOCK_OF_CANONICAL.items()
 }
 _DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
 #: Activations per direction that gatedrnn runs (ONNX's defaults; RNN also Relu).
@@ -143,7 +144,8 @@ def _rnn_settings(op_type: str, attrs: Mapping[str, Any], where: str) -> dict:
         if len(lowered) == per_direction and D == 2:
             lowered = lowered * 2  # one list given for both directions
         groups = {lowered[k:k + per_direction] for k in range(0, len(lowered), per_direction)}
-        if len(lowered) != per_direction * D or len(groups) != 1 or next(iter(groups)) not in choices:
+        if (len(lowered) != per_direction * D or len(groups) != 1
+                or next(iter(groups)) not in choices):
             expected = " or ".join(str([a.capitalize() for a in c] * D) for c in choices)
             raise NotImplementedError(
                 f"{where}: attribute 'activations' = {acts} is not supported; gatedrnn runs "
@@ -342,8 +344,9 @@ def _run_recurrent(node: Node, inputs: list) -> list:
 
     X = _float_array(X, "X", where)
     if X.ndim != 3:
-        raise ValueError(f"{where}: X: expected rank 3 ({'[T, B, I]' if layout == 0 else '[B, T, I]'}"
-                         f", layout={layout}), got shape {X.shape}")
+        want = "[T, B, I]" if layout == 0 else "[B, T, I]"
+        raise ValueError(f"{where}: X: expected rank 3 ({want}, layout={layout}), got shape "
+                         f"{X.shape}")
     if st.packed is not None:
         weights = [st.packed]
         dtype, I, H = st.dtype, st.input_size, st.hidden_size

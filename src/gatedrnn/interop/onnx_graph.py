@@ -192,6 +192,13 @@ def _int_list(node: Node, value, what: str, *, scalar_ok=False) -> list:
     return [int(v) for v in a]
 
 
+def _optional_input(node: Node, inputs, k: int, what: str) -> Optional[list]:
+    """Optional integer-list input ``k`` (axes, steps, split sizes), None when omitted."""
+    if len(inputs) > k and inputs[k] is not None:
+        return _int_list(node, inputs[k], what)
+    return None
+
+
 def _scalar(node: Node, value, what: str):
     a = np.asarray(value)
     if a.size != 1 or a.ndim > 1:
@@ -291,8 +298,10 @@ def _concat(node, inputs):
         _fail(node, f"inputs must have one rank >= 1, got shapes {[a.shape for a in inputs]}")
     _same_dtype(node, inputs, node.inputs)
     axis = _axis(node, axis, rank)
+    def outside(shape):
+        return shape[:axis] + shape[axis + 1:]
     for a in inputs[1:]:
-        if a.shape[:axis] + a.shape[axis + 1:] != inputs[0].shape[:axis] + inputs[0].shape[axis + 1:]:
+        if outside(a.shape) != outside(inputs[0].shape):
             _fail(node, f"input shapes {[x.shape for x in inputs]} differ outside axis {axis}")
     return [np.concatenate(inputs, axis=axis)]
 
@@ -391,8 +400,8 @@ def _slice(node, inputs):
         _required(node, inputs, 3)
         starts = _int_list(node, inputs[1], "starts")
         ends = _int_list(node, inputs[2], "ends")
-        axes = _int_list(node, inputs[3], "axes") if len(inputs) > 3 and inputs[3] is not None else None
-        steps = _int_list(node, inputs[4], "steps") if len(inputs) > 4 and inputs[4] is not None else None
+        axes = _optional_input(node, inputs, 3, "axes")
+        steps = _optional_input(node, inputs, 4, "steps")
     n = len(starts)
     if axes is None:
         axes = list(range(n))
@@ -562,7 +571,7 @@ def _split(node, inputs):
     dim = x.shape[axis]
     n = len(node.outputs)
     if node.opset >= 13:
-        sizes = _int_list(node, inputs[1], "split") if len(inputs) > 1 and inputs[1] is not None else None
+        sizes = _optional_input(node, inputs, 1, "split")
     else:
         sizes = node.attr("split")
     num_outputs = node.attr("num_outputs") if node.opset >= 18 else None
@@ -776,8 +785,9 @@ class Graph:
     def _default_opset(model) -> int:
         versions = [o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
         if not versions:
+            imports = [(o.domain, o.version) for o in model.opset_import]
             raise ValueError("the model imports no version of the default ONNX domain "
-                             f"(opset_import: {[(o.domain, o.version) for o in model.opset_import]})")
+                             f"(opset_import: {imports})")
         return int(max(versions))
 
     def _convert_node(self, onnx, index, proto, ops, problems) -> Optional[Node]:

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import require_peer
 from gatedrnn import callbacks as C
 from gatedrnn import metrics, optim
 
@@ -330,7 +331,7 @@ class FakeTTY(io.StringIO):
 
 
 def test_progress_uses_tqdm_on_a_terminal():
-    pytest.importorskip("tqdm")
+    require_peer("tqdm")
     stream = FakeTTY()
     bar = C.ProgressBar(verbose=1, stream=stream)
     fit(FakeModel(), [bar], val_losses(0.5, 0.25), steps=3)

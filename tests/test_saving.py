@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import require_peer
 from gatedrnn import saving
 
 CONFIG = {"model": {"name": "seq", "layers": [{"class_name": "LSTM", "units": 8}]},
@@ -241,7 +242,7 @@ def test_object_arrays_config_and_names_are_checked(tmp_path):
 
 
 def test_safetensors_roundtrip(tmp_path):
-    pytest.importorskip("safetensors")
+    require_peer("safetensors")
     path = tmp_path / "model.safetensors"
     arrays = {k: v for k, v in make_arrays().items()}
     saving.write_archive(path, CONFIG, arrays)
@@ -256,7 +257,7 @@ def test_safetensors_roundtrip(tmp_path):
 
 
 def test_safetensors_foreign_file_rejected(tmp_path):
-    st = pytest.importorskip("safetensors.numpy")
+    st = require_peer("safetensors.numpy")
     path = tmp_path / "other.safetensors"
     st.save_file({"a": np.zeros(2, np.float32)}, str(path))
     with pytest.raises(ValueError, match="marker"):

@@ -233,3 +233,36 @@ def test_bidirectional_errors():
         F.lstm(x, w[0], np.concatenate([w[1], w[1][:1]]), bidirectional=True)
     with pytest.raises(ValueError, match=r"h0: expected a 3-D array \(D, B, H\) with D = 2"):
         F.lstm(x, *w, h0=np.zeros((2, 5)), bidirectional=True)
+
+
+@pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_bidirectional_worth_threading_matches_two_single_calls(name, cell, G, opts, threads):
+    """A pair big enough to thread runs its directions at the same time on 2-3 threads (each on
+    one thread, dx of the second into its own buffer): the results are those of two
+    one-direction calls."""
+    rng = np.random.default_rng(11)
+    T, B, I, H = 24, 9, 40, 48                     # ~1-2 M multiply-adds per direction
+    x = rng.standard_normal((T, B, I))
+    lengths = rng.integers(0, T + 1, B)
+    w = _weights(rng, G, I, H, D=2)
+    dy = rng.standard_normal((T, B, 2 * H))
+    dh_n = rng.standard_normal((2, B, H))
+    fwd, bwd = getattr(F, cell), getattr(F, cell + "_backward")
+    before = gatedrnn.get_num_threads()
+    gatedrnn.set_num_threads(threads)
+    try:
+        out = fwd(x, *w, lengths=lengths, bidirectional=True, training=True, **opts)
+        g = bwd(out.ctx, dy=dy, dh_n=dh_n)
+        singles = [fwd(x, *[a[d] for a in w], lengths=lengths, reverse=d == 1, training=True,
+                       **opts) for d in range(2)]
+        gs = [bwd(s.ctx, dy=dy[..., d * H:(d + 1) * H].copy(), dh_n=dh_n[d])
+              for d, s in enumerate(singles)]
+    finally:
+        gatedrnn.set_num_threads(before)
+    np.testing.assert_allclose(out.y, np.concatenate([s.y for s in singles], -1), rtol=1e-12,
+                               atol=1e-13)
+    np.testing.assert_allclose(g.dx, gs[0].dx + gs[1].dx, rtol=1e-11, atol=1e-12)
+    for field in ("dh0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh"):
+        np.testing.assert_allclose(getattr(g, field), np.stack([getattr(s, field) for s in gs]),
+                                   rtol=1e-11, atol=1e-12, err_msg=field)

@@ -15,6 +15,7 @@
 #include "gatedrnn/threads.h"
 #include "isa/dispatch.h"
 #include "packed.h"
+#include "parallel.h"
 
 namespace gatedrnn::bindings {
 namespace {
@@ -235,6 +236,11 @@ T* data_of(const py::object& a) {
     return a.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(a).mutable_data());
 }
 
+// Multiply-adds of one direction's forward pass.
+double direction_work(CellType cell, const Sequence& seq) {
+    return static_cast<double>(seq.T) * seq.B * gate_count(cell) * seq.H * (seq.I + seq.H);
+}
+
 // The sequence options of direction d of a layer with D directions.
 Sequence direction_sequence(const Sequence& seq, int D, int d) {
     Sequence s = seq;
@@ -266,12 +272,14 @@ py::tuple forward_typed(const LayerWeights& lw, const Sequence& seq_in, const py
         const T* x_p = static_cast<const T*>(x.data());
         const T *h0_p = ptr<T>(h0), *c0_p = ptr<T>(c0), *m_p = ptr<T>(mask);
         py::gil_scoped_release release;
-        for (int d = 0; d < D; ++d)
+        // the directions write disjoint columns of y and their own states and workspace
+        detail::for_each_direction(D, direction_work(cell, seq), [&](int d, bool) {
             compute_forward<T>(cell, y_p + d * H, h_p + d * state, c_p ? c_p + d * state : nullptr,
                                x_p, lw.direction<T>(d), h0_p ? h0_p + d * state : nullptr,
                                c0_p ? c0_p + d * state : nullptr, m_p ? m_p + d * state : nullptr,
                                ws_p ? ws_p + d * ws_one : nullptr, direction_sequence(seq, D, d),
                                lw.prepared<T>(d));
+        });
     }
     py::object ctx = py::none();
     if (training) {
@@ -384,17 +392,28 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
         const T *dy_p = ptr<T>(dy), *dh_n_p = ptr<T>(dh_n), *dc_n_p = ptr<T>(dc_n),
                 *m_p = ptr<T>(ctx.mask);
         py::gil_scoped_release release;
-        for (int d = 0; d < D; ++d) {
+        // Both directions add into dx: one after the other, the second accumulates; at the same
+        // time, the second writes its own buffer, added in afterwards.
+        detail::Buffer<T> dx_second;
+        const int64_t dx_size = detail::checked_mul(detail::checked_mul(seq.T, seq.B), seq.I);
+        detail::for_each_direction(D, 2 * direction_work(lw.cell, seq), [&](int d, bool concurrent) {
             Sequence s = direction_sequence(seq, D, d);
-            s.accumulate_dx = d == 1;
-            compute_backward<T>(lw.cell, dx_p, dh0_p + d * state, dc0_p ? dc0_p + d * state : nullptr,
+            T* dx_d = dx_p;
+            if (d == 1 && concurrent) {
+                dx_second = detail::Buffer<T>(dx_size);
+                dx_d = dx_second.get();
+            }
+            s.accumulate_dx = d == 1 && !concurrent;
+            compute_backward<T>(lw.cell, dx_d, dh0_p + d * state, dc0_p ? dc0_p + d * state : nullptr,
                                 dw_ih_p + d * GH * seq.I, dw_hh_p + d * GH * H,
                                 db_ih_p ? db_ih_p + d * GH : nullptr, db_hh_p ? db_hh_p + d * GH : nullptr,
                                 dh_seq_p ? dh_seq_p + d * H : nullptr, dy_p ? dy_p + d * H : nullptr,
                                 dh_n_p ? dh_n_p + d * state : nullptr, dc_n_p ? dc_n_p + d * state : nullptr,
                                 x_p, lw.direction<T>(d), m_p ? m_p + d * state : nullptr,
                                 ws_p + d * ws_one, s);
-        }
+        });
+        if (dx_second.get())
+            for (int64_t i = 0; i < dx_size; ++i) dx_p[i] += dx_second.get()[i];
     }
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq);
 }

@@ -4,6 +4,8 @@
 // bindings report as MemoryError).
 #pragma once
 
+#include "gatedrnn/threads.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -106,6 +108,47 @@ void parallel_chunks(int64_t n, int threads, Body&& body) {
     DenormalsAreZero daz;
     body(int64_t(0), n, 0);
 #endif
+}
+
+// Runs body(d, concurrent) for the D directions of a layer, each `work` multiply-adds. With 2 or
+// 3 threads a bidirectional pair worth threading runs its two directions at the same time, one
+// thread each (ScopedThreadCap(1) inside): the same arithmetic with no per-step barrier at all.
+// Small pairs (which would run on one thread anyway: waking a second thread costs more than it
+// saves), more threads, or GATEDRNN_BIDIRECTIONAL=sequential: one direction after the other.
+// `concurrent` tells body that the other direction runs at the same time, so the two must not
+// write to the same memory.
+bool concurrent_directions_allowed();
+
+template <typename Body>
+void for_each_direction(int D, double work, Body&& body) {
+#ifdef _OPENMP
+    const int n = max_threads();
+    if (D == 2 && (n == 2 || n == 3) && threads_for_work(work) >= 2 &&
+        concurrent_directions_allowed()) {
+        std::exception_ptr error;
+        std::mutex error_lock;
+#pragma omp parallel num_threads(2)
+        {
+            const int team = omp_get_num_threads();
+            const int tid = omp_get_thread_num();
+            ScopedThreadCap one(1);
+            try {
+                if (team == 2) {
+                    body(tid, true);
+                } else {            // the runtime gave us fewer threads than asked
+                    body(0, true);
+                    body(1, true);
+                }
+            } catch (...) {
+                std::lock_guard<std::mutex> guard(error_lock);
+                if (!error) error = std::current_exception();
+            }
+        }
+        if (error) std::rethrow_exception(error);
+        return;
+    }
+#endif
+    for (int d = 0; d < D; ++d) body(d, false);
 }
 
 }  // namespace gatedrnn::detail

@@ -1,5 +1,7 @@
 #include "gatedrnn/threads.h"
 
+#include <cstring>
+
 #include <atomic>
 #include <cstdlib>
 #include <thread>
@@ -16,6 +18,7 @@ namespace gatedrnn {
 namespace {
 
 std::atomic<int> explicit_cap{0};  // 0: not set by the user
+thread_local int scoped_cap = 0;   // 0: none (see ScopedThreadCap)
 
 int cpus_available() {
 #ifdef __linux__
@@ -62,8 +65,12 @@ int default_threads() {
 int max_threads() {
     if (!openmp_enabled()) return 1;
     const int cap = explicit_cap.load(std::memory_order_relaxed);
-    return cap > 0 ? cap : default_threads();
+    const int n = cap > 0 ? cap : default_threads();
+    return scoped_cap > 0 && scoped_cap < n ? scoped_cap : n;
 }
+
+ScopedThreadCap::ScopedThreadCap(int n) : previous_(scoped_cap) { scoped_cap = n > 0 ? n : 1; }
+ScopedThreadCap::~ScopedThreadCap() { scoped_cap = previous_; }
 
 void set_max_threads(int n) { explicit_cap.store(n > 0 ? n : 0, std::memory_order_relaxed); }
 
@@ -92,5 +99,15 @@ int threads_for_cache(double bytes) {
     const double want = bytes / budget + 0.999;
     return want >= cap ? cap : static_cast<int>(want);
 }
+
+namespace detail {
+bool concurrent_directions_allowed() {
+    static const bool allowed = [] {
+        const char* v = std::getenv("GATEDRNN_BIDIRECTIONAL");
+        return !(v && std::strcmp(v, "sequential") == 0);
+    }();
+    return allowed;
+}
+}  // namespace detail
 
 }  // namespace gatedrnn

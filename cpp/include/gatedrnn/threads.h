@@ -10,10 +10,24 @@
 
 namespace gatedrnn {
 
-int max_threads();              // current cap, >= 1
+int max_threads();              // current cap, >= 1 (the lower of the process-wide cap and
+                                // the calling thread's ScopedThreadCap)
 void set_max_threads(int n);    // n >= 1; n == 0 restores the default (environment/affinity)
 int default_threads();          // what the cap is without set_max_threads
 bool openmp_enabled();
+
+// Lowers max_threads() for the calling thread while it lives: a call running inside another
+// parallel region (one direction of a bidirectional pair) sizes its own work for its share.
+class ScopedThreadCap {
+public:
+    explicit ScopedThreadCap(int n);
+    ~ScopedThreadCap();
+    ScopedThreadCap(const ScopedThreadCap&) = delete;
+    ScopedThreadCap& operator=(const ScopedThreadCap&) = delete;
+
+private:
+    int previous_;
+};
 
 // Threads worth using for `work` multiply-adds of parallel work: small problems run on one
 // thread, so they do not pay for waking a team.

@@ -7,7 +7,7 @@ The C++ core (``gatedrnn._core``) is reached through :mod:`gatedrnn.functional`;
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional
-from . import activations, callbacks, config, initializers, layers, losses, metrics, optim
+from . import activations, callbacks, config, initializers, interop, layers, losses, metrics, optim
 from .models import Input, Sequential, load_model
 from ._core import get_num_threads
 
@@ -18,7 +18,7 @@ except PackageNotFoundError:  # running from a source tree without an install
 
 __all__ = [
     "functional", "reference", "layers", "Sequential", "Input", "load_model", "losses",
-    "metrics", "optim", "callbacks", "config", "initializers", "activations", "info",
+    "metrics", "optim", "callbacks", "interop", "config", "initializers", "activations", "info",
     "set_num_threads", "get_num_threads", "__version__",
 ]
 

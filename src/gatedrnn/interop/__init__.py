@@ -3,6 +3,10 @@
 Each converter lives in its own submodule and pulls in its (optional) peer library only when it
 is used, so ``import gatedrnn.interop`` costs nothing and needs none of them:
 
+- :func:`from_torch`, :func:`to_torch`, :func:`from_torch_state_dict`
+  (:mod:`gatedrnn.interop.torch`, needs ``torch``): nn.RNN/GRU/LSTM modules and cells both ways.
+- :func:`from_keras`, :func:`to_keras`, :func:`from_keras_weights`, :func:`to_keras_weights`
+  (:mod:`gatedrnn.interop.keras`, needs ``keras`` 3): Keras layers and Sequential models.
 - :func:`from_onnx` (:mod:`gatedrnn.interop.onnx`, needs ``onnx``): load an ONNX model and run
   it, its RNN/GRU/LSTM nodes on gatedrnn's core.
 
@@ -13,6 +17,13 @@ import importlib
 
 #: public name -> submodule that defines it
 _EXPORTS = {
+    "from_torch": ".torch",
+    "to_torch": ".torch",
+    "from_torch_state_dict": ".torch",
+    "from_keras": ".keras",
+    "to_keras": ".keras",
+    "from_keras_weights": ".keras",
+    "to_keras_weights": ".keras",
     "from_onnx": ".onnx",
     "OnnxModel": ".onnx",
 }

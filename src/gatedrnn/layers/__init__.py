@@ -5,16 +5,17 @@ from .cells import GRUCell, LSTMCell, RNNCell, SimpleRNNCell
 from .core import Activation, Dense, Dropout, Embedding, Masking, RepeatVector
 from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
+from .stacked import StackedRNN
 
 __all__ = [
     "Layer", "Parameter", "SimpleRNN", "RNN", "GRU", "LSTM", "Bidirectional", "SimpleRNNCell",
     "RNNCell", "GRUCell", "LSTMCell", "Dense", "Embedding", "Dropout", "RepeatVector", "Masking",
-    "Activation", "serialize", "deserialize",
+    "Activation", "StackedRNN", "serialize", "deserialize",
 ]
 
 _CLASSES = {cls.__name__: cls for cls in (
     SimpleRNN, GRU, LSTM, Bidirectional, SimpleRNNCell, GRUCell, LSTMCell, Dense, Embedding,
-    Dropout, RepeatVector, Masking, Activation)}
+    Dropout, RepeatVector, Masking, Activation, StackedRNN)}
 
 
 def serialize(layer):

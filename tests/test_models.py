@@ -24,11 +24,13 @@ def _numeric_grad(f, a, eps=1e-6):
     return g
 
 
-def check_model_gradients(model, x, y, seed=None, rtol=1e-6, atol=1e-8):
+def check_model_gradients(model, x, y, seed=None, rtol=1e-6, atol=1e-8, before=None):
     """Backprop through the whole model against central differences of the loss (float64).
     With ``seed`` the training forward is re-seeded before every evaluation, so dropout masks
-    are the same fixed masks in every evaluation."""
+    are the same fixed masks in every evaluation; ``before()`` runs before each forward."""
     def forward(training):
+        if before is not None:
+            before()
         if seed is not None:
             gr.config.set_random_seed(seed)
         y_pred, mask = model.forward(x, training=training)
@@ -118,6 +120,31 @@ def test_gradients_one_to_many_with_dropout_and_stateless_repeat():
     x = rng.standard_normal((3, 2)) + 0.5
     y = rng.standard_normal((3, 5, 1))
     check_model_gradients(model, x, y, seed=123)
+
+
+def test_gradients_with_stateful_carry():
+    """A stateful layer carries its state into the next batch as a constant: the gradient of the
+    second batch treats the carried state as an input with no gradient."""
+    gr.config.set_random_seed(4)
+    rng = np.random.default_rng(4)
+    lstm = L.LSTM(3, stateful=True, return_sequences=True, dtype="float64")
+    model = gr.Sequential([gr.Input((4, 2)), lstm, L.GRU(3, dtype="float64"),
+                           L.Dense(1, dtype="float64")])
+    model.compile(optimizer="sgd", loss="mse")
+    x1, x2 = rng.standard_normal((2, 3, 4, 2))
+    y = rng.standard_normal((3, 1))
+    model.forward(x1)                         # the first batch leaves its state behind
+    carried = [s.copy() for s in lstm.states]
+    assert np.abs(carried[0]).max() > 0
+
+    def restore():
+        lstm.states = [s.copy() for s in carried]
+    check_model_gradients(model, x2, y, before=restore)
+    # and the carried state matters: starting fresh gives another output
+    restore()
+    with_state = model.forward(x2)[0]
+    lstm.reset_states()
+    assert not np.allclose(model.forward(x2)[0], with_state)
 
 
 def _digits_like(n=120, seed=0):

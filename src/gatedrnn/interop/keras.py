@@ -610,7 +610,7 @@ def _model_from_keras(model):
     if cls == "Functional":
         layers, inp = _chain_layers(model)
     else:
-        layers = list(model.layers)
+        layers = [l for l in model.layers if _keras_class(l) != "InputLayer"]
         try:
             inp = model.inputs[0]
         except Exception:  # noqa: BLE001 - an unbuilt Sequential has no inputs

@@ -29,7 +29,12 @@ import gatedrnn as gr
 from gatedrnn.interop.keras import (KerasConversionWarning, from_keras, from_keras_weights,
                                     to_keras, to_keras_weights)
 
-pytestmark = pytest.mark.peers
+pytestmark = [
+    pytest.mark.peers,
+    # Keras 3's torch backend converts variables through a NumPy-1 style __array__ (its own
+    # deprecation warning, thousands per run): not ours to fix, so not ours to print.
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+]
 
 RTOL, ATOL = 1e-5, 1e-6
 B, T, I, U = 4, 7, 5, 6
@@ -384,9 +389,6 @@ def test_from_keras_masking_model(keras, padding):
     assert_same(ours(x), numpy_list(keras, model(x)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Keras's RNN.compute_mask passes the input mask on unchanged even with go_backwards=True "
-    "(whose outputs are in reversed order); gatedrnn's layer flips it"))
 def test_go_backwards_mask_passed_to_the_next_layer(keras):
     rng = rng_for("back-mask")
     layers = [keras.layers.Masking(),

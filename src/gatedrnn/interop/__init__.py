@@ -24,6 +24,7 @@ _EXPORTS = {
     "to_keras": ".keras",
     "from_keras_weights": ".keras",
     "to_keras_weights": ".keras",
+    "KerasConversionWarning": ".keras",
     "from_onnx": ".onnx",
     "OnnxModel": ".onnx",
 }

@@ -297,10 +297,11 @@ class _Recurrent(_RecurrentWeights, Layer):
                 states[0] if isinstance(states, (list, tuple)) else states)[0], "states")]
 
     def compute_mask(self, x, mask):
+        # Keras passes the input mask on unchanged, go_backwards included (its outputs are then
+        # in processing order while the mask is not): a stacked model matches Keras only so.
         if mask is None or not self.return_sequences:
             return None
-        mask = np.asarray(mask)
-        return mask[:, ::-1] if self.go_backwards else mask
+        return np.asarray(mask)
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[1] if self.time_major else input_shape[0]

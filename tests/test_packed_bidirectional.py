@@ -266,3 +266,28 @@ def test_bidirectional_worth_threading_matches_two_single_calls(name, cell, G, o
     for field in ("dh0", "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh"):
         np.testing.assert_allclose(getattr(g, field), np.stack([getattr(s, field) for s in gs]),
                                    rtol=1e-11, atol=1e-12, err_msg=field)
+
+
+@pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
+@pytest.mark.parametrize("B, T", [(1, 1), (3, 2), (5, 1)])
+@pytest.mark.parametrize("packed", [False, True])
+def test_short_calls_split_by_units_match_the_reference(name, cell, G, opts, B, T, packed):
+    """Short inference calls on weights too big for one thread's cache are split by hidden
+    units, each thread projecting only its own units' gate columns inside the step's parallel
+    region (no separate projection): every unit must still get its projection."""
+    rng = np.random.default_rng(13)
+    I, H = 200, 256                     # W_ih + W_hh > half an L2: two threads even for B = 1
+    x = rng.standard_normal((T, B, I))
+    w = [a * 0.2 for a in _weights(rng, G, I, H)]
+    h0 = rng.standard_normal((B, H))
+    extra = {"c0": rng.standard_normal((B, H))} if cell == "lstm" else {}
+    before = gatedrnn.get_num_threads()
+    gatedrnn.set_num_threads(2)
+    try:
+        args = [F.pack_weights(cell, *w, **opts)] if packed else w
+        got = getattr(F, cell)(x, *args, h0=h0, **({} if packed else opts), **extra)
+    finally:
+        gatedrnn.set_num_threads(before)
+    want = getattr(R, cell)(x, *w, h0=h0, **opts, **extra)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)

@@ -149,6 +149,8 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
 
 // Calls with at most this many valid (t, b) rows read unpacked weights in place.
 constexpr int64_t kInPlaceRows = 8;
+// Inference calls with at most this many valid rows project inside the time loop's region.
+constexpr int64_t kFusedProjectionRows = 32;
 
 // Inference: steps per block of the input projection. A block holds about 4 MB of projected
 // rows (so it is still in cache when its steps read it), and at least 192 rows (so its GEMM
@@ -273,15 +275,17 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                                          : projection_block_steps(B, GH, sizeof(T));
     Buffer<T> xw_storage(training ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), GH));
     Buffer<T> x_block(sched.identity ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), I));
-    auto project = [&](int64_t s0, int64_t s1, T* out) {
+    // The rows of x for steps [s0, s1), in packed order.
+    auto block_input = [&](int64_t s0, int64_t s1) {
         const int64_t r0 = sched.offset[s0], rows = sched.offset[s1] - r0;
-        const T* xp = x + r0 * I;
-        if (!sched.identity) {
-            gather_rows(x_block.get(), x, sched.source, I, r0, rows);
-            xp = x_block.get();
-        }
+        if (sched.identity) return x + r0 * I;
+        gather_rows(x_block.get(), x, sched.source, I, r0, rows);
+        return static_cast<const T*>(x_block.get());
+    };
+    auto project = [&](int64_t s0, int64_t s1, T* out) {
+        const int64_t rows = sched.offset[s1] - sched.offset[s0];
         // As many threads as keep W_ih^T cache-resident across calls (streaming).
-        gemm_prepacked<T>(Trans::no, rows, xp, I, ih, T(1), T(0), out, GH,
+        gemm_prepacked<T>(Trans::no, rows, block_input(s0, s1), I, ih, T(1), T(0), out, GH,
                           threads_for_cache(call_weight_bytes<T>(G, I, H)));
     };
 
@@ -320,12 +324,28 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, k.mr);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
+    // A short inference call split by units (a streaming step, above all) projects inside the
+    // time loop's parallel region: each thread computes exactly the gate columns of its own
+    // units, which are all its steps read, so there is no second region and no extra barrier.
+    // Needs each gate's block of W_ih^T to start on a panel boundary.
+    const int64_t ih_nr = ih.kernels->nr;
+    const bool fused_projection = !training && !plan.batch_split && plan.threads > 1 &&
+                                  N <= kFusedProjectionRows && block_steps >= sched.steps &&
+                                  H % ih_nr == 0;
     for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
-    project(s0, s1, xw);
+    const T* x_fused = nullptr;
+    if (fused_projection)
+        x_fused = block_input(s0, s1);
+    else
+        project(s0, s1, xw);
     run_team(plan, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
+        if (x_fused)
+            for (int g = 0; g < G; ++g)
+                gemm_packed<T>(N, x_fused, I, ih, (g * H + sl.u_begin) / ih_nr,
+                               (g * H + sl.u_end + ih_nr - 1) / ih_nr, T(0), xw, GH);
         for (int64_t s = s0; s < s1; ++s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             const int cur = s & 1, nxt = cur ^ 1;

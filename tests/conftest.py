@@ -288,3 +288,18 @@ def grad_reduction_lengths(variant: Variant, T, B, I, H):
         "dx": G * H, "dh0": G * H, "dc0": G * H, "dh_seq": G * H,
         "dweight_ih": T * B, "dweight_hh": T * B, "dbias_ih": T * B, "dbias_hh": T * B,
     }
+
+
+def numerical_gradient(f, a, eps=1e-6):
+    """Central differences of the scalar f() with respect to every element of array a
+    (perturbed in place, restored afterwards)."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        orig = a[idx]
+        a[idx] = orig + eps
+        f_plus = f()
+        a[idx] = orig - eps
+        f_minus = f()
+        a[idx] = orig
+        g[idx] = (f_plus - f_minus) / (2 * eps)
+    return g

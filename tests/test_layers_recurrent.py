@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gatedrnn as gr
+from conftest import numerical_gradient
 from keras_oracle import keras_bidirectional, keras_rnn
 
 L = gr.layers
@@ -87,17 +88,6 @@ def _loss_and_grads(layer, x, mask, s0, probes, training_out=None):
     return sum(float(np.sum(p * o)) for p, o in zip(probes, out))
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_gradients(layer, x, mask, s0, rng):
@@ -112,17 +102,17 @@ def check_gradients(layer, x, mask, s0, rng):
         o = o if isinstance(o, list) else [o]
         return sum(float(np.sum(p * a)) for p, a in zip(probes, o))
 
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
     for p in layer.parameters:
         def loss_p(p=p):
             p.mark_updated()             # the inference path packs the weights: repack
             return loss()
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss_p, p.value), rtol=1e-6, atol=1e-8,
+        np.testing.assert_allclose(p.grad, numerical_gradient(loss_p, p.value), rtol=1e-6, atol=1e-8,
                                    err_msg=p.name)
         p.mark_updated()
     if s0 is not None:
         for g, s in zip(layer.initial_state_grads, s0):
-            np.testing.assert_allclose(g, _numeric_grad(loss, s), rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(g, numerical_gradient(loss, s), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -153,9 +143,9 @@ def test_dropout_gradients_with_fixed_masks(variant):
     layer.zero_grad()
     dx = layer.backward(probe)
     loss = lambda: float(np.sum(probe * train_out(11)))  # noqa: E731
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
     for p in layer.parameters:
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(p.grad, numerical_gradient(loss, p.value), rtol=1e-6, atol=1e-8)
     # and the masks are really there: inference differs from training
     assert not np.allclose(layer(x), train_out(11))
 

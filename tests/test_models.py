@@ -7,21 +7,11 @@ import numpy as np
 import pytest
 
 import gatedrnn as gr
+from conftest import numerical_gradient
 
 L = gr.layers
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_model_gradients(model, x, y, seed=None, rtol=1e-6, atol=1e-8, before=None):
@@ -49,7 +39,7 @@ def check_model_gradients(model, x, y, seed=None, rtol=1e-6, atol=1e-8, before=N
         return float(model.loss(y, y_pred, mask=model._loss_mask(y_pred, mask)))
 
     for p in model.parameters:
-        np.testing.assert_allclose(p.grad, _numeric_grad(loss, p.value), rtol=rtol, atol=atol,
+        np.testing.assert_allclose(p.grad, numerical_gradient(loss, p.value), rtol=rtol, atol=atol,
                                    err_msg=p.name)
 
 

@@ -15,6 +15,7 @@
 import numpy as np
 import pytest
 
+from conftest import numerical_gradient
 from gatedrnn import reference as R
 
 
@@ -108,18 +109,6 @@ def make_problem(cell_name, seed=0, T=4, B=3, I=3, H=3, dtype=np.float64, bias="
     return Problem(cell, arrays, options, dy, dh_n, dc_n)
 
 
-def numerical_gradient(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of a (in place)."""
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        orig = a[idx]
-        a[idx] = orig + eps
-        f_plus = f()
-        a[idx] = orig - eps
-        f_minus = f()
-        a[idx] = orig
-        g[idx] = (f_plus - f_minus) / (2 * eps)
-    return g
 
 
 # Tolerances of the finite-difference checks (float64, eps = 1e-6, central differences):

@@ -4,6 +4,7 @@
     >>> model = from_onnx("lstm.onnx")             # a path, an onnx.ModelProto or its bytes
     >>> y, h_n, c_n = model(x)                     # single-input graph; outputs in graph order
     >>> model.run(None, {"input": x})              # like onnxruntime.InferenceSession.run
+    >>> model.recurrent_layers()                   # {node name: StackedRNN}, to train or reuse
 
 The recurrent nodes run through :mod:`gatedrnn.functional`; the glue around them (transposes,
 reshapes, slices of the initial states, shape arithmetic) is evaluated in NumPy by
@@ -491,6 +492,81 @@ class OnnxModel:
             feeds[name] = value
         outputs = self.run(None, feeds)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def recurrent_layers(self, strict: bool = True) -> dict:
+        """The graph's RNN / GRU / LSTM nodes as gatedrnn layers, to train or reuse them.
+
+        Returns ``{key: StackedRNN}`` in graph order, the key being the node's name (or
+        ``"<op type>#<position>"`` for an unnamed node). Each layer is a one-layer
+        :class:`gatedrnn.layers.StackedRNN` with the node's weights (canonical layout), cell,
+        ``hidden_size``, ``bias`` (False when the node has no ``B``), ``bidirectional``
+        (``direction="bidirectional"``), ``batch_first`` (``layout=1``), ``reset_after``
+        (``linear_before_reset``), ``nonlinearity`` (RNN ``activations``) and the dtype of the
+        weights. Called as ``layer(X, h0=initial_h, c0=initial_c, lengths=sequence_lens)`` it
+        computes the node: its ``y`` is ``(T, B, D*H)`` where the node's ``Y`` is
+        ``[T, D, B, H]`` (``y.reshape(T, B, D, H).transpose(0, 2, 1, 3)``; layout 1:
+        ``(B, T, D*H)`` for ``[B, T, D, H]``), its ``h_n`` / ``c_n`` are ``[D, B, H]`` (layout 1:
+        transpose to the node's ``[B, D, H]``), and for a length of 0 it returns the initial
+        state where the ONNX node returns zeros.
+
+        Nodes with no such layer: ``direction="reverse"`` (a StackedRNN's single direction
+        runs forward; the node's output order has no one-layer equivalent) and nodes whose
+        ``W``/``R``/``B`` are computed at run time rather than stored in the file. With
+        ``strict`` (default) such a node raises NotImplementedError naming it and why; with
+        ``strict=False`` it is left out of the dict with a warning saying the same.
+        """
+        import warnings
+
+        from ..layers.stacked import StackedRNN
+
+        graph = self._graph
+        constants = dict(graph._initializers)
+        constants.update(graph._constants)
+        for name in graph._overridable:  # old-style initializers a caller may replace
+            constants.pop(name, None)
+        layers = {}
+        for node in graph._nodes:
+            if node.op_type not in _CELL_OF_OP:
+                continue
+            key = node.name or f"{node.op_type}#{node.index}"
+            if key in layers:  # ONNX does not enforce unique node names
+                key = f"{key}#{node.index}"
+            s = node.state.settings
+            names = [_input_name(node, k) for k in range(4)]
+            problem = None
+            if s["direction"] == "reverse":
+                problem = ('direction="reverse" has no StackedRNN equivalent (its single '
+                           "direction runs forward)")
+            elif not all(n in constants for n in names[1:3]) or (names[3] and
+                                                                 names[3] not in constants):
+                runtime = [n for n in names[1:4] if n and n not in constants]
+                problem = (f"its weights {runtime} are computed at run time, not stored in the "
+                           "file")
+            if problem is not None:
+                msg = f"{node.label}: cannot be turned into a gatedrnn layer: {problem}"
+                if strict:
+                    raise NotImplementedError(msg + " (strict=False leaves it out)")
+                warnings.warn(msg + "; left out", UserWarning, stacklevel=2)
+                continue
+            canon = _onnx_rnn_node_to_canonical(
+                node.op_type, node.attrs, constants[names[1]], constants[names[2]],
+                constants[names[3]] if names[3] else None, where=node.label)
+            D = s["D"]
+            dtype = canon["weight_ih"].dtype
+            layer = StackedRNN(
+                canon["cell"], int(canon["weight_ih"].shape[2]), canon["hidden_size"],
+                num_layers=1, bias=canon["bias_ih"] is not None, batch_first=s["layout"] == 1,
+                bidirectional=D == 2, nonlinearity=canon["nonlinearity"] or "tanh",
+                reset_after=True if canon["reset_after"] is None else canon["reset_after"],
+                dtype=dtype.name, name=key)
+            state = {}
+            for d, sfx in enumerate(("", "_reverse")[:D]):
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    if canon[kind] is not None:
+                        state[f"{kind}_l0{sfx}"] = canon[kind][d]
+            layer.load_state_dict(state)
+            layers[key] = layer
+        return layers
 
     def __repr__(self):
         src = f" from {self._source}" if self._source else ""

@@ -173,9 +173,14 @@ def test_initial_state_and_length_zero(onnxruntime, cell, return_sequences, go_b
     check(got, want)
 
 
-def test_time_major(onnxruntime):
-    rng = np.random.default_rng(1)
-    layer = L.GRU(H, return_sequences=True, time_major=True, go_backwards=True)
+@pytest.mark.parametrize("which", ["gru_backwards", "bidirectional"])
+def test_time_major(onnxruntime, which):
+    rng = np.random.default_rng(seed_of("tm", which))
+    if which == "gru_backwards":
+        layer = L.GRU(H, return_sequences=True, time_major=True, go_backwards=True)
+    else:
+        layer = L.Bidirectional(L.LSTM(H, return_sequences=True, time_major=True),
+                                merge_mode="ave")
     x = data(rng, T, B, I)
     layer(x)
     randomize(layer, rng)
@@ -401,6 +406,21 @@ def test_many_to_many_with_masking(onnxruntime):
     proto = to_onnx(model, padding="right", input_shape=(T, 3))
     assert dims(proto) == ["batch", T, 3]  # ... unless input_shape fixes it
     check(ort_run(onnxruntime, proto, {"x": x}), model(x), K=3 + H)
+
+
+def test_stacked_in_a_model_with_mask(onnxruntime):
+    rng = np.random.default_rng(12)
+    model = gr.Sequential([gr.Input((None,), dtype="int64"), L.Embedding(20, 4, mask_zero=True),
+                           L.StackedRNN("lstm", 4, H, num_layers=2, bidirectional=True,
+                                        batch_first=True, return_state=False),
+                           L.Dense(2)])
+    for layer in model.layers:
+        randomize(layer, rng)
+    tokens = padded_tokens(rng, [0, 9, 4, 1], "right")
+    check(ort_run(onnxruntime, to_onnx(model), {"x": tokens}), model(tokens), K=4 * H)
+    with pytest.raises(ValueError, match=r"StackedRNN needs right-padded sequences, but "
+                                         r"padding='left' was given"):
+        to_onnx(model, padding="left")
 
 
 def test_one_to_many(onnxruntime):

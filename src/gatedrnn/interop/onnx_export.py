@@ -46,8 +46,17 @@ How the graph keeps gatedrnn's semantics:
 - dtype: ONNX Runtime runs RNN/GRU/LSTM nodes in float32 only. ``dtype=None`` exports float32,
   casting float64 weights with a warning; ``dtype="float64"`` keeps float64 (valid ONNX, which
   :func:`gatedrnn.interop.from_onnx` runs but ONNX Runtime does not).
-- Batch and time are dynamic axes (``dim_param`` ``"batch"`` and ``"time"``) unless
-  ``input_shape`` fixes the time axis.
+- Inputs: float ``[batch, time, features]`` (time-major layers and a StackedRNN without
+  ``batch_first``: ``[time, batch, features]``), int64 ``[batch, time]`` tokens for a model
+  starting with ``Embedding``. Batch and time are dynamic axes (``dim_param`` ``"batch"`` and
+  ``"time"``) unless ``input_shape`` fixes the time axis (an ``Input((12, 3))`` does not: the
+  model runs on any length, and so does the graph).
+- Empty inputs: ONNX Runtime (1.31) aborts the whole process on a GRU node with T = 0 or
+  B = 0 and an LSTM node with B = 0; do not feed it empty batches or sequences.
+
+An export without a mask and without softmax, softplus or elu uses only ops that
+:func:`gatedrnn.interop.from_onnx` runs, so it loads back into gatedrnn; the mask arithmetic
+(Not, ReduceSum, GatherND, ...) is for ONNX Runtime and other full runtimes.
 
 Not exported, each a clear error naming the layer and option: stateful layers, cells,
 ``return_state`` / ``merge_mode=None`` inside a Sequential, custom layer classes and activations.

@@ -48,6 +48,11 @@ LENGTHS = np.array([0, 3, T, 1, 5, T], np.int64)  # every kind, in a mixed order
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _onnx_installed(onnx):
+    """Every test here exports or builds a model, which needs the onnx package."""
+
+
 def ort_run(ort, proto, feeds):
     """Run ``proto`` in ONNX Runtime; also check the graph outputs' declared dtype and shape
     (fixed sizes equal, named sizes consistent: "batch" is the same number everywhere)."""
@@ -388,6 +393,16 @@ def test_masks_with_runs_anywhere(onnxruntime):
                 got = ort_run(onnxruntime, to_onnx(model), {"x": x})
                 check(got, model(x), K=2 * H,
                       what=f"{cell} zero_output={zero_output} go_backwards={go_backwards}")
+    # a Bidirectional with a different backward layer: one node per direction
+    model = gr.Sequential([
+        gr.Input((None, I)), L.Masking(0.0),
+        L.SimpleRNN(H, return_sequences=True),
+        # last: Bidirectional.compute_output_shape assumes equal units, so nothing may follow
+        L.Bidirectional(L.LSTM(H, return_sequences=True),
+                        backward_layer=L.GRU(3, return_sequences=True, go_backwards=True))])
+    for layer in model.layers:
+        randomize(layer, rng)
+    check(ort_run(onnxruntime, to_onnx(model), {"x": x}), model(x), K=2 * H)
 
 
 def test_many_to_many_with_masking(onnxruntime):
@@ -421,6 +436,15 @@ def test_stacked_in_a_model_with_mask(onnxruntime):
     with pytest.raises(ValueError, match=r"StackedRNN needs right-padded sequences, but "
                                          r"padding='left' was given"):
         to_onnx(model, padding="left")
+
+
+def test_unbuilt_model_with_input_shape(onnxruntime):
+    model = gr.Sequential([L.LSTM(H, return_sequences=True), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"sequential.*not built .* give input_shape"):
+        to_onnx(model)
+    proto = to_onnx(model, input_shape=(None, I))  # builds it
+    x = data(np.random.default_rng(13), B, T, I)
+    check(ort_run(onnxruntime, proto, {"x": x}), model(x))
 
 
 def test_one_to_many(onnxruntime):

@@ -306,3 +306,26 @@ def test_bad_inputs_name_the_problem():
         layer(x, initial_state=[np.zeros((B, H + 1))])
     with pytest.raises(TypeError, match="numeric"):
         layer(np.array([["a"]]))
+
+
+def test_bidirectional_with_a_different_backward_layer():
+    """An LSTM forwards and a GRU of another size backwards: shapes, initial states (the
+    forward layer's two, then the backward layer's one) and gradients."""
+    x, rng = inputs(10)
+    gr.config.set_random_seed(6)
+    bi = L.Bidirectional(L.LSTM(5, return_sequences=True, return_state=True, dtype="float64"),
+                         backward_layer=L.GRU(3, return_sequences=True, return_state=True,
+                                              go_backwards=True, dtype="float64"))
+    bi.build((None, T, I))
+    assert not bi._fusable(training=True)
+    s0 = [rng.standard_normal((B, 5)), rng.standard_normal((B, 5)), rng.standard_normal((B, 3))]
+    y, h_f, c_f, h_b = bi(x, initial_state=s0)
+    assert y.shape == (B, T, 8) and h_b.shape == (B, 3)
+    assert bi.compute_output_shape((None, T, I)) == [(None, T, 8), (None, 5), (None, 5), (None, 3)]
+    check_gradients(bi, x, masks(rng)["right"], s0, rng)
+    with pytest.raises(ValueError, match="expected a list of 3 arrays"):
+        bi(x, initial_state=s0[:2])
+    model = gr.Sequential([gr.Input((T, I)), L.Bidirectional(
+        L.LSTM(5, return_sequences=True),
+        backward_layer=L.GRU(3, return_sequences=True, go_backwards=True)), L.Dense(2)])
+    assert model(x.astype(np.float32)).shape == (B, T, 2)

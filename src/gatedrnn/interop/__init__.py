@@ -9,6 +9,8 @@ is used, so ``import gatedrnn.interop`` costs nothing and needs none of them:
   (:mod:`gatedrnn.interop.keras`, needs ``keras`` 3): Keras layers and Sequential models.
 - :func:`from_onnx` (:mod:`gatedrnn.interop.onnx`, needs ``onnx``): load an ONNX model and run
   it, its RNN/GRU/LSTM nodes on gatedrnn's core.
+- :func:`to_onnx` (:mod:`gatedrnn.interop.onnx_export`, needs ``onnx``): export layers and
+  Sequential models to an ONNX graph that ONNX Runtime runs with the same outputs.
 
 A name is resolved from ``_EXPORTS`` on first access; add new converters there.
 """
@@ -26,6 +28,7 @@ _EXPORTS = {
     "to_keras_weights": ".keras",
     "KerasConversionWarning": ".keras",
     "from_onnx": ".onnx",
+    "to_onnx": ".onnx_export",
     "OnnxModel": ".onnx",
 }
 

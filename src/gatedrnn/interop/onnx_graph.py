@@ -739,6 +739,9 @@ class Graph:
         for index, proto in enumerate(graph.node):
             node = self._convert_node(onnx, index, proto, ops, problems)
             if node is None:
+                # unsupported: reported below; its outputs count as defined so the nodes that
+                # use them do not hide the real problem behind a topological-order error
+                defined.update(name for name in proto.output if name)
                 continue
             for name in node.inputs:
                 if name and name not in defined:

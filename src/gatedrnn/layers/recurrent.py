@@ -470,14 +470,15 @@ class Bidirectional(Layer):
 
     # --- forward ----------------------------------------------------------------------------
     def forward(self, x, training=False, mask=None, initial_state=None):
-        f = self.forward_layer
-        n = f._n_states()
+        n_f, n_b = self.forward_layer._n_states(), self.backward_layer._n_states()
         if initial_state is not None:
-            if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2 * n:
-                raise ValueError(f"{self.name}: initial_state expected a list of {2 * n} arrays "
-                                 f"(forward states then backward states), got "
-                                 f"{type(initial_state).__name__}")
-            init_f, init_b = list(initial_state[:n]), list(initial_state[n:])
+            if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n_f + n_b:
+                got = (f"{len(initial_state)} arrays" if isinstance(initial_state, (list, tuple))
+                       else type(initial_state).__name__)
+                raise ValueError(f"{self.name}: initial_state expected a list of {n_f + n_b} "
+                                 f"arrays (the forward layer's {n_f} states, then the backward "
+                                 f"layer's {n_b}), got {got}")
+            init_f, init_b = list(initial_state[:n_f]), list(initial_state[n_f:])
         else:
             init_f = init_b = None
         if self._fusable(training):
@@ -561,15 +562,15 @@ class Bidirectional(Layer):
     # --- backward ---------------------------------------------------------------------------
     def backward(self, dy, state_grads=None):
         f = self.forward_layer
-        n = f._n_states()
+        n_f, n_b = f._n_states(), self.backward_layer._n_states()
         if self.return_state:
             if not isinstance(dy, (list, tuple)):
                 dy = [dy]
             k = 1 if self.merge_mode is not None else 2
             dy, state_grads = (dy[0] if k == 1 else list(dy[:2])), list(dy[k:])
         sg = list(state_grads) if state_grads is not None else []
-        sg = sg + [None] * (2 * n - len(sg))
-        sg_f, sg_b = sg[:n], sg[n:]
+        sg = sg + [None] * (n_f + n_b - len(sg))
+        sg_f, sg_b = sg[:n_f], sg[n_f:]
         y_f, y_b = self._merge_cache
         m = self.merge_mode
         if m == "concat":
@@ -642,15 +643,20 @@ class Bidirectional(Layer):
         return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
-        out = self.forward_layer.compute_output_shape(input_shape)
-        states = []
+        out_f = self.forward_layer.compute_output_shape(input_shape)
+        out_b = self.backward_layer.compute_output_shape(input_shape)
+        states_f = states_b = []
         if self.return_state:
-            out, states = out[0], out[1:]
+            out_f, states_f = out_f[0], out_f[1:]
+            out_b, states_b = out_b[0], out_b[1:]
         if self.merge_mode == "concat":
-            out = tuple(out[:-1]) + (2 * out[-1],)
-        outs = [out] if self.merge_mode is not None else [out, out]
+            outs = [tuple(out_f[:-1]) + (out_f[-1] + out_b[-1],)]
+        elif self.merge_mode is None:
+            outs = [out_f, out_b]
+        else:
+            outs = [out_f]
         if self.return_state:
-            return outs + states + states
+            return outs + list(states_f) + list(states_b)
         return outs[0] if self.merge_mode is not None else outs
 
     def get_config(self):

@@ -17,8 +17,8 @@ step per call, the trained weights shared), starting from the prompt ``"def "``.
 
 Run (from the repository root, gatedrnn installed)::
 
-    python examples/char_lm.py             # 1 MB, LSTM(256), 3 epochs: a few minutes
-    python examples/char_lm.py --quick     # 200 kB, LSTM(128), 1 epoch: about 30 s
+    python examples/char_lm.py             # 1 MB, LSTM(256), 4 epochs: about 3 minutes
+    python examples/char_lm.py --quick     # 300 kB, LSTM(128), 6 epochs: about 30 s
     python examples/char_lm.py --corpus-bytes 2000000 --epochs 10 --units 512
 
 The bits per character and the samples depend on the Python version (its standard library is
@@ -154,6 +154,7 @@ def plot_history(history, unigram_bits, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     h = history.history
     epochs = np.arange(1, len(h["loss"]) + 1)
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -161,6 +162,7 @@ def plot_history(history, unigram_bits, path):
     ax.plot(epochs, np.array(h["val_loss"]) / math.log(2), "o-", label="validation")
     ax.axhline(unigram_bits, color="gray", ls="--", label="unigram entropy (chance)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("bits per character")
     ax.set_title("Character LM on the Python standard library")
     ax.grid(alpha=0.3)
@@ -190,7 +192,7 @@ def parse_args(argv):
     p.add_argument("--temperatures", type=float, nargs="*", default=[0.5, 1.0])
     p.add_argument("--prompt", default="def ")
     p.add_argument("--quick", action="store_true",
-                   help="200 kB of text, 128 units, 1 epoch (about 30 s)")
+                   help="300 kB of text, 128 units, 6 epochs (about 30 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
                    help="gatedrnn threads (default: the library's)")

@@ -85,12 +85,13 @@ def test_adding_problem_data_and_baseline():
     assert np.mean((y - 1.0) ** 2) == pytest.approx(1 / 6, abs=0.01)
 
 
-def test_digits_learns():
+def test_digits_learns(tmp_path):
     require_peer("sklearn")
     ex = load_example("digits")
-    res = ex.main(["--epochs", "5", "--verbose", "0", "--seed", "0"])
+    res = ex.main(["--epochs", "5", "--verbose", "0", "--seed", "0", "--out-dir", str(tmp_path)])
     assert res["test_accuracy"] > 0.8, f"test accuracy {res['test_accuracy']:.3f}, chance 0.1"
     assert 1 <= res["epochs"] <= 5
+    assert len(res["pngs"]) == (1 if _has_matplotlib() else 0)
 
 
 def test_char_lm_beats_unigram(tmp_path):

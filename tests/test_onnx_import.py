@@ -290,6 +290,305 @@ GLUE_CASES = {
 }
 
 
+# The ops of masked exports (to_onnx's mask arithmetic and activations) and their relatives,
+# each opset form from 11 on: logic, comparisons, Min/Max, ArgMax/ArgMin, reductions (axes as
+# an attribute or an input), GatherND (batch_dims), Softmax/LogSoftmax (2-D coercion before
+# opset 13), element-wise maths, Tile, Pow, Flatten.
+
+NAN, INF = np.nan, np.inf
+
+
+def f32v(*values):
+    return np.array(values, dtype=np.float32)
+
+
+def boolean(*shape):
+    return _rng.random(shape) < 0.5
+
+
+def ties(*shape):
+    """Small integer-valued floats: comparisons and arg-extremes meet equal values."""
+    return np.round(_rng.standard_normal(shape) * 1.5).astype(np.float32)
+
+
+NAN_ROWS = f32v(NAN, 1, 2, 2,  1, NAN, 3, 3,  1, NAN, 0, 0,  NAN, NAN, NAN, NAN,
+                -INF, NAN, -INF, NAN).reshape(5, 4)
+
+GLUE_CASES.update({
+    # --- logic -------------------------------------------------------------------------------
+    "Not": (lambda: [node("Not", ["x"], ["y"])], {"x": boolean(2, 3)}, ["y"], 11, None),
+    "And-broadcast": (lambda: [node("And", ["a", "b"], ["y"])],
+                      {"a": boolean(2, 1, 3), "b": boolean(4, 1)}, ["y"], 13, None),
+    "Or-broadcast": (lambda: [node("Or", ["a", "b"], ["y"])],
+                     {"a": boolean(2, 1, 3), "b": boolean(3)}, ["y"], 11, None),
+    "Xor-broadcast": (lambda: [node("Xor", ["a", "b"], ["y"])],
+                      {"a": boolean(3, 1), "b": boolean(1, 4)}, ["y"], 21, None),
+    # --- comparisons (Less/Greater: versions 9 and 13; ...OrEqual: 12 and 16) ----------------
+    "Less-float-opset11": (lambda: [node("Less", ["a", "b"], ["y"])],
+                           {"a": ties(2, 3, 1), "b": ties(3, 4)}, ["y"], 11, None),
+    "Less-int64-opset13": (lambda: [node("Less", ["a", "b"], ["y"])],
+                           {"a": np.arange(6).reshape(1, 6), "b": i64(0, 3, 5).reshape(3, 1)},
+                           ["y"], 13, None),
+    "Greater-int32-opset11": (lambda: [node("Greater", ["a", "b"], ["y"])],
+                              {"a": np.array([[-2, 0, 7]], np.int32),
+                               "b": np.array([[0], [7]], np.int32)}, ["y"], 11, None),
+    "Greater-float-opset13": (lambda: [node("Greater", ["a", "b"], ["y"])],
+                              {"a": ties(4, 3), "b": ties(3)}, ["y"], 13, None),
+    "LessOrEqual-opset12": (lambda: [node("LessOrEqual", ["a", "b"], ["y"])],
+                            {"a": ties(4, 3), "b": ties(4, 1)}, ["y"], 12, None),
+    "LessOrEqual-uint8-opset16": (lambda: [node("LessOrEqual", ["a", "b"], ["y"])],
+                                  {"a": np.array([0, 3, 255], np.uint8),
+                                   "b": np.array([1, 3, 254], np.uint8)}, ["y"], 16, None),
+    "GreaterOrEqual-opset12": (lambda: [node("GreaterOrEqual", ["a", "b"], ["y"])],
+                               {"a": ties(2, 5), "b": ties(5)}, ["y"], 12, None),
+    "GreaterOrEqual-int64-opset16": (lambda: [node("GreaterOrEqual", ["a", "b"], ["y"])],
+                                     {"a": np.arange(5).reshape(1, 5),
+                                      "b": i64(2, 4).reshape(2, 1)}, ["y"], 16, None),
+    # --- Min / Max (version 8: float only; 12 and 13: every numeric type) ---------------------
+    "Max-three-broadcast-opset11": (lambda: [node("Max", ["a", "b", "c"], ["y"])],
+                                    {"a": f32(2, 1, 3), "b": f32(4, 1), "c": f32(3)},
+                                    ["y"], 11, None),
+    "Min-three-broadcast-opset11": (lambda: [node("Min", ["a", "b", "c"], ["y"])],
+                                    {"a": f32(2, 1, 3), "b": f32(4, 1), "c": f32(3)},
+                                    ["y"], 11, None),
+    "Min-one-input": (lambda: [node("Min", ["a"], ["y"])], {"a": f32(2, 3)}, ["y"], 13, None),
+    "Max-int32-opset12": (lambda: [node("Max", ["a", "b"], ["y"])],
+                          {"a": np.array([[-5, 2, 9]], np.int32),
+                           "b": np.array([[0], [3]], np.int32)}, ["y"], 12, None),
+    "Min-uint8-opset12": (lambda: [node("Min", ["a", "b"], ["y"])],
+                          {"a": np.array([0, 200, 7], np.uint8),
+                           "b": np.array([1, 100, 7], np.uint8)}, ["y"], 12, None),
+    "Min-int64-export-index": (lambda: [node("Min", ["a", "b"], ["y"])],
+                               {"a": np.arange(12).reshape(3, 4) - 2, "b": i64(6)},
+                               ["y"], 17, None),
+    "Max-int64-scalar": (lambda: [node("Max", ["a", "b"], ["y"])],
+                         {"a": i64(-3, 0, 4).reshape(1, 3), "b": np.array(0, np.int64)},
+                         ["y"], 13, None),
+    "Max-nan-propagates": (lambda: [node("Max", ["a", "b"], ["y"])],
+                           {"a": f32v(1, NAN, 3, -2), "b": f32v(NAN, 2, 1, 5)}, ["y"], 13, None),
+    "Min-nan-propagates": (lambda: [node("Min", ["a", "b"], ["y"])],
+                           {"a": f32v(1, NAN, 3, -2), "b": f32v(NAN, 2, 1, 5)}, ["y"], 13, None),
+    # --- ArgMax / ArgMin (version 11: axis, keepdims; 12 and 13: select_last_index) ----------
+    "ArgMax-opset11-defaults": (lambda: [node("ArgMax", ["x"], ["y"])],
+                                {"x": ties(4, 3, 2)}, ["y"], 11, None),
+    "ArgMin-opset11-axis-keepdims0": (lambda: [node("ArgMin", ["x"], ["y"], axis=-1,
+                                                    keepdims=0)],
+                                      {"x": ties(4, 3, 5)}, ["y"], 11, None),
+    "ArgMax-opset12-last": (lambda: [node("ArgMax", ["x"], ["y"], axis=1,
+                                          select_last_index=1)],
+                            {"x": ties(4, 6)}, ["y"], 12, None),
+    "ArgMin-opset12-last": (lambda: [node("ArgMin", ["x"], ["y"], axis=0,
+                                          select_last_index=1, keepdims=0)],
+                            {"x": ties(5, 3)}, ["y"], 12, None),
+    "ArgMax-int32-export-start": (lambda: [node("ArgMax", ["x"], ["y"], axis=1, keepdims=0)],
+                                  {"x": np.array([[0, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]],
+                                                 np.int32)}, ["y"], 13, None),
+    "ArgMin-int64-last-opset13": (lambda: [node("ArgMin", ["x"], ["y"], axis=1,
+                                                select_last_index=1)],
+                                  {"x": np.array([[3, 1, 1, 2], [5, 5, 5, 5]], np.int64)},
+                                  ["y"], 13, None),
+    "ArgMax-nan": (lambda: [node("ArgMax", ["x"], ["y"], axis=1)], {"x": NAN_ROWS},
+                   ["y"], 13, None),
+    "ArgMax-nan-last": (lambda: [node("ArgMax", ["x"], ["y"], axis=1, select_last_index=1)],
+                        {"x": NAN_ROWS}, ["y"], 13, None),
+    "ArgMin-nan": (lambda: [node("ArgMin", ["x"], ["y"], axis=1)], {"x": NAN_ROWS},
+                   ["y"], 13, None),
+    "ArgMin-nan-last": (lambda: [node("ArgMin", ["x"], ["y"], axis=1, select_last_index=1)],
+                        {"x": NAN_ROWS}, ["y"], 21, None),
+    # --- ReduceSum (axes: attribute at 11, input from 13, with noop_with_empty_axes) ----------
+    "ReduceSum-attr-opset11": (lambda: [node("ReduceSum", ["x"], ["y"], axes=[0, -1])],
+                               {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "ReduceSum-all-opset11": (lambda: [node("ReduceSum", ["x"], ["y"], keepdims=0)],
+                              {"x": np.arange(12, dtype=np.int32).reshape(3, 4)}, ["y"], 11,
+                              None),
+    "ReduceSum-input-export-lengths": (lambda: [node("ReduceSum", ["x", "a"], ["y"],
+                                                     keepdims=0)],
+                                       {"x": (_rng.random((4, 6)) < 0.5).astype(np.int64)},
+                                       ["y"], 13, {"a": i64(1)}),
+    "ReduceSum-input-negative-axes": (lambda: [node("ReduceSum", ["x", "a"], ["y"])],
+                                      {"x": f32(2, 3, 4), "a": i64(-1, 0)}, ["y"], 13, None),
+    "ReduceSum-no-axes": (lambda: [node("ReduceSum", ["x"], ["y"], keepdims=0)],
+                          {"x": f32(2, 3)}, ["y"], 13, None),
+    "ReduceSum-empty-axes": (lambda: [node("ReduceSum", ["x", "a"], ["y"])],
+                             {"x": f32(2, 3)}, ["y"], 13, {"a": np.zeros(0, np.int64)}),
+    "ReduceSum-noop-no-axes": (lambda: [node("ReduceSum", ["x"], ["y"],
+                                             noop_with_empty_axes=1)],
+                               {"x": f32(2, 3)}, ["y"], 13, None),
+    "ReduceSum-noop-empty-axes": (lambda: [node("ReduceSum", ["x", "a"], ["y"],
+                                                noop_with_empty_axes=1)],
+                                  {"x": i64(1, 2, 3)}, ["y"], 18, {"a": np.zeros(0, np.int64)}),
+    "ReduceSum-noop-with-axes": (lambda: [node("ReduceSum", ["x", "a"], ["y"],
+                                               noop_with_empty_axes=1)],
+                                 {"x": f32(2, 3)}, ["y"], 13, {"a": i64(1)}),
+    "ReduceSum-empty-set": (lambda: [node("ReduceSum", ["x", "a"], ["y"], keepdims=0)],
+                            {"x": np.zeros((2, 0), np.float32)}, ["y"], 13, {"a": i64(1)}),
+    # --- ReduceMax / ReduceMin / ReduceMean (attribute before 18, input from 18; bool at 20) ---
+    "ReduceMax-attr-opset11": (lambda: [node("ReduceMax", ["x"], ["y"], axes=[1])],
+                               {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "ReduceMin-attr-opset11-all": (lambda: [node("ReduceMin", ["x"], ["y"], keepdims=0)],
+                                   {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "ReduceMean-attr-opset11": (lambda: [node("ReduceMean", ["x"], ["y"], axes=[0, 2])],
+                                {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "ReduceMax-int8-opset12": (lambda: [node("ReduceMax", ["x"], ["y"], axes=[-1], keepdims=0)],
+                               {"x": np.array([[-128, 5, 3], [-7, -9, -128]], np.int8)},
+                               ["y"], 12, None),
+    "ReduceMin-uint8-opset13": (lambda: [node("ReduceMin", ["x"], ["y"], axes=[0])],
+                                {"x": np.array([[255, 5], [7, 0]], np.uint8)}, ["y"], 13, None),
+    "ReduceMax-attr-export-mask-opset17": (lambda: [node("ReduceMax", ["x"], ["y"], axes=[-1],
+                                                         keepdims=0)],
+                                           {"x": (_rng.random((3, 5, 4)) < 0.3).astype(
+                                               np.float32)}, ["y"], 17, None),
+    "ReduceMax-input-export-mask-opset18": (lambda: [node("ReduceMax", ["x", "a"], ["y"],
+                                                          keepdims=0)],
+                                            {"x": (_rng.random((3, 5, 4)) < 0.3).astype(
+                                                np.float32)}, ["y"], 18, {"a": i64(-1)}),
+    "ReduceMin-input-opset18": (lambda: [node("ReduceMin", ["x", "a"], ["y"])],
+                                {"x": f32(2, 3, 4), "a": i64(0, 1)}, ["y"], 18, None),
+    "ReduceMean-input-opset18": (lambda: [node("ReduceMean", ["x", "a"], ["y"], keepdims=0)],
+                                 {"x": f32(2, 3, 4)}, ["y"], 18, {"a": i64(1)}),
+    "ReduceMean-no-axes-opset18": (lambda: [node("ReduceMean", ["x"], ["y"])],
+                                   {"x": f32(2, 3, 4)}, ["y"], 18, None),
+    "ReduceMax-noop-opset18": (lambda: [node("ReduceMax", ["x"], ["y"], noop_with_empty_axes=1)],
+                               {"x": f32(2, 3)}, ["y"], 18, None),
+    "ReduceMax-bool-opset20": (lambda: [node("ReduceMax", ["x", "a"], ["y"], keepdims=0)],
+                               {"x": boolean(4, 3)}, ["y"], 20, {"a": i64(1)}),
+    "ReduceMin-bool-opset20": (lambda: [node("ReduceMin", ["x", "a"], ["y"], keepdims=0)],
+                               {"x": boolean(4, 3)}, ["y"], 20, {"a": i64(1)}),
+    "ReduceMean-int-truncates": (lambda: [node("ReduceMean", ["x"], ["y"], axes=[1],
+                                               keepdims=0)],
+                                 {"x": i64(1, 2, 2, 2, -3, 0, -7, 2).reshape(4, 2)},
+                                 ["y"], 13, None),
+    "ReduceMax-empty-set-float": (lambda: [node("ReduceMax", ["x"], ["y"], axes=[1])],
+                                  {"x": np.zeros((2, 0), np.float32)}, ["y"], 13, None),
+    "ReduceMax-empty-set-int": (lambda: [node("ReduceMax", ["x", "a"], ["y"], keepdims=0)],
+                                {"x": np.zeros((2, 0), np.int32)}, ["y"], 18, {"a": i64(1)}),
+    "ReduceMin-empty-set-float": (lambda: [node("ReduceMin", ["x", "a"], ["y"], keepdims=0)],
+                                  {"x": np.zeros((2, 0), np.float32)}, ["y"], 18, {"a": i64(1)}),
+    "ReduceMean-empty-set": (lambda: [node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)],
+                             {"x": np.zeros((2, 0), np.float32)}, ["y"], 13, None),
+    # --- GatherND (version 11; batch_dims from 12) -------------------------------------------
+    "GatherND-opset11": (lambda: [node("GatherND", ["x", "i"], ["y"])],
+                         {"x": f32(3, 4, 5), "i": i64(0, 1, 2, -1, -3, 0).reshape(3, 2)},
+                         ["y"], 11, None),
+    "GatherND-full-index": (lambda: [node("GatherND", ["x", "i"], ["y"])],
+                            {"x": np.arange(24).reshape(2, 3, 4),
+                             "i": i64(1, 2, 3, 0, 0, -1).reshape(2, 1, 3)}, ["y"], 12, None),
+    "GatherND-batch-export-runs": (lambda: [node("GatherND", ["x", "i"], ["y"], batch_dims=1)],
+                                   {"x": f32(3, 5, 4),
+                                    "i": np.minimum(np.arange(5)[None, :] + i64(0, 2, 4)[:, None],
+                                                    4)[:, :, None]},
+                                   ["y"], 13, None),
+    "GatherND-batch-dims-2": (lambda: [node("GatherND", ["x", "i"], ["y"], batch_dims=2)],
+                              {"x": f32(2, 3, 4, 5),
+                               "i": _rng.integers(-4, 4, (2, 3, 2, 1))}, ["y"], 13, None),
+    "GatherND-bool": (lambda: [node("GatherND", ["x", "i"], ["y"], batch_dims=1)],
+                      {"x": boolean(2, 3), "i": i64(2, 0, 1, 1).reshape(2, 2, 1)},
+                      ["y"], 17, None),
+    # --- Softmax / LogSoftmax (2-D coercion before 13, default axis 1; one axis from 13) ------
+    "Softmax-opset11-default": (lambda: [node("Softmax", ["x"], ["y"])],
+                                {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "Softmax-opset11-axis0": (lambda: [node("Softmax", ["x"], ["y"], axis=0)],
+                              {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "Softmax-opset11-axis-negative": (lambda: [node("Softmax", ["x"], ["y"], axis=-1)],
+                                      {"x": f32(2, 3, 4) * 20}, ["y"], 11, None),
+    "LogSoftmax-opset11-default": (lambda: [node("LogSoftmax", ["x"], ["y"])],
+                                   {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "LogSoftmax-opset11-axis2": (lambda: [node("LogSoftmax", ["x"], ["y"], axis=2)],
+                                 {"x": f32(2, 3, 4)}, ["y"], 11, None),
+    "Softmax-opset13-default": (lambda: [node("Softmax", ["x"], ["y"])],
+                                {"x": np.concatenate([f32(2, 3, 4),
+                                                      np.full((1, 3, 4), 80, np.float32)])},
+                                ["y"], 13, None),
+    "Softmax-opset13-axis1": (lambda: [node("Softmax", ["x"], ["y"], axis=1)],
+                              {"x": f32(2, 3, 4)}, ["y"], 13, None),
+    "LogSoftmax-opset13-default": (lambda: [node("LogSoftmax", ["x"], ["y"])],
+                                   {"x": f32v(-INF, 0, 1, 100, -100, 3).reshape(2, 3)},
+                                   ["y"], 13, None),
+    "LogSoftmax-opset13-axis-3": (lambda: [node("LogSoftmax", ["x"], ["y"], axis=-3)],
+                                  {"x": f32(2, 3, 4).astype(np.float64)}, ["y"], 21, None),
+    # --- element-wise ------------------------------------------------------------------------
+    "Elu-default": (lambda: [node("Elu", ["x"], ["y"])],
+                    {"x": np.concatenate([f32(20) * 3, f32v(-50, 0, -1e-6, 50)])},
+                    ["y"], 11, None),
+    "Elu-alpha": (lambda: [node("Elu", ["x"], ["y"], alpha=0.3)],
+                  {"x": f32(3, 4) * 3}, ["y"], 13, None),
+    "Softplus": (lambda: [node("Softplus", ["x"], ["y"])],
+                 {"x": np.concatenate([f32(20) * 3, f32v(-100, -20, 0, 20, 100)])},
+                 ["y"], 13, None),
+    "Softplus-opset11": (lambda: [node("Softplus", ["x"], ["y"])],
+                         {"x": f32(3, 4) * 5}, ["y"], 11, None),
+    "Exp": (lambda: [node("Exp", ["x"], ["y"])], {"x": f32(3, 4) * 3}, ["y"], 13, None),
+    "Exp-opset11": (lambda: [node("Exp", ["x"], ["y"])], {"x": f32v(-200, 0, 5, 100)},
+                    ["y"], 11, None),
+    "Log": (lambda: [node("Log", ["x"], ["y"])], {"x": f32v(0.5, 1, 3, 1e-20, 0, -1)},
+            ["y"], 13, None),
+    "Sqrt": (lambda: [node("Sqrt", ["x"], ["y"])], {"x": f32v(0, 0.25, 2, 1e6, -1)},
+             ["y"], 13, None),
+    "Neg-float": (lambda: [node("Neg", ["x"], ["y"])], {"x": f32(2, 3)}, ["y"], 11, None),
+    "Neg-int8-wraps": (lambda: [node("Neg", ["x"], ["y"])],
+                       {"x": np.array([-128, -1, 0, 127], np.int8)}, ["y"], 13, None),
+    "Neg-int64": (lambda: [node("Neg", ["x"], ["y"])], {"x": i64(-3, 0, 5)}, ["y"], 13, None),
+    "Abs-float": (lambda: [node("Abs", ["x"], ["y"])], {"x": f32(2, 3)}, ["y"], 11, None),
+    "Abs-int": (lambda: [node("Abs", ["x"], ["y"])],
+                {"x": np.array([-128, -1, 0, 127], np.int8)}, ["y"], 13, None),
+    "Abs-uint": (lambda: [node("Abs", ["x"], ["y"])],
+                 {"x": np.array([0, 7, 65535], np.uint16)}, ["y"], 13, None),
+    # --- Tile (versions 6 and 13) -------------------------------------------------------------
+    "Tile-opset11": (lambda: [node("Tile", ["x", "r"], ["y"])],
+                     {"x": f32(2, 3), "r": i64(2, 3)}, ["y"], 11, None),
+    "Tile-int-zero-repeat": (lambda: [node("Tile", ["x", "r"], ["y"])],
+                             {"x": i64(1, 2, 3).reshape(1, 3, 1), "r": i64(2, 0, 3)},
+                             ["y"], 13, None),
+    "Tile-bool": (lambda: [node("Tile", ["x", "r"], ["y"])],
+                  {"x": boolean(2, 2)}, ["y"], 17, {"r": i64(1, 3)}),
+    # --- Pow (version 7: one float type; 12, 13, 15: int32/int64/float base, any exponent) ---
+    "Pow-opset11": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                    {"a": f32v(2, -2, 0.5, 3, 0, -1.5).reshape(2, 3),
+                     "b": f32v(3, 2, -1)}, ["y"], 11, None),
+    "Pow-float-fractional": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                             {"a": np.abs(f32(3, 4)) + 0.1, "b": f32(4)}, ["y"], 13, None),
+    "Pow-float-int-exponent": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                               {"a": f32v(2, 3, -2, 0.1), "b": i64(3, -1, 3, 7)},
+                               ["y"], 12, None),
+    "Pow-float-special": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                          {"a": f32v(-2, 0, 0, 1, INF), "b": f32v(0.5, -1, 0, NAN, -1)},
+                          ["y"], 15, None),
+    "Pow-int-base": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                     {"a": i64(2, 3, -2, 0, 2, 3), "b": i64(3, -1, 3, 0, 10, 20)},
+                     ["y"], 15, None),
+    "Pow-int32-float-exponent": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                                 {"a": np.array([2, 3, -2, 4], np.int32),
+                                  "b": f32v(0.5, 1.5, 2, -0.5)}, ["y"], 13, None),
+    "Pow-float64-float32-exponent": (lambda: [node("Pow", ["a", "b"], ["y"])],
+                                     {"a": np.array([2.5, 3.0]), "b": f32v(1.5, -2)},
+                                     ["y"], 13, None),
+    # --- Flatten (versions 11, 13, 21) --------------------------------------------------------
+    "Flatten-default": (lambda: [node("Flatten", ["x"], ["y"])], {"x": f32(2, 3, 4)},
+                        ["y"], 11, None),
+    "Flatten-axis0": (lambda: [node("Flatten", ["x"], ["y"], axis=0)], {"x": f32(2, 3, 4)},
+                      ["y"], 13, None),
+    "Flatten-axis-rank": (lambda: [node("Flatten", ["x"], ["y"], axis=3)],
+                          {"x": i64(*range(24)).reshape(2, 3, 4)}, ["y"], 13, None),
+    "Flatten-axis-negative": (lambda: [node("Flatten", ["x"], ["y"], axis=-1)],
+                              {"x": f32(2, 3, 4, 1)}, ["y"], 21, None),
+    # --- to_onnx's mask from Masking and the run starts (opset 13 forms) ---------------------
+    "chain-export-masking-mask": (lambda: [
+        node("Equal", ["x", "zero"], ["eq"]),
+        node("Not", ["eq"], ["differs"]),
+        node("Cast", ["differs"], ["differs_f"], to=1),
+        node("ReduceMax", ["differs_f"], ["any_f"], axes=[-1], keepdims=0),
+        node("Cast", ["any_f"], ["valid"], to=9),
+        node("Cast", ["valid"], ["valid64"], to=7),
+        node("ReduceSum", ["valid64", "one"], ["lengths"], keepdims=0),
+        node("Cast", ["valid"], ["valid32"], to=6),
+        node("ArgMax", ["valid32"], ["start"], axis=1, keepdims=0),
+        node("Add", ["start", "lengths"], ["end"]),
+    ], {"x": (f32(4, 6, 3) * (_rng.random((4, 6, 1)) < 0.6)).astype(np.float32)},
+        ["valid", "lengths", "start", "end"], 13,
+        {"zero": np.array(0, np.float32), "one": i64(1)}),
+})
+
+
 @pytest.mark.parametrize("case", list(GLUE_CASES), ids=list(GLUE_CASES))
 def test_glue_op_matches_onnxruntime(onnx, onnxruntime, case):
     make_nodes, feeds, outputs, opset, inits = GLUE_CASES[case]
@@ -728,13 +1027,13 @@ def _from_onnx(model):
 def test_unsupported_op_named_at_load(onnx):
     from onnx import helper
     nodes = [node("Identity", ["x"], ["a"]),
-             helper.make_node("Softmax", ["a"], ["b"], name="my_softmax"),
+             helper.make_node("HardSigmoid", ["a"], ["b"], name="my_hard_sigmoid"),
              helper.make_node("Erf", ["b"], ["y"])]
     model = make_model(onnx, nodes, {"x": f32(2, 3)}, ["y"])
     with pytest.raises(NotImplementedError) as e:
         _from_onnx(model)
     msg = str(e.value)
-    assert "'Softmax'" in msg and "'my_softmax'" in msg
+    assert "'HardSigmoid'" in msg and "'my_hard_sigmoid'" in msg
     assert "'Erf'" in msg and "#2" in msg  # an unnamed node is named by position
 
 
@@ -810,6 +1109,72 @@ def test_unsupported_cast_target_named_at_load(onnx):
     model = make_model(onnx, [node("Cast", ["x"], ["y"], to=8)], {"x": f32(2)}, ["y"])  # STRING
     with pytest.raises(NotImplementedError, match=r"Cast node 'cast_y'.*STRING"):
         _from_onnx(model)
+
+
+@pytest.mark.parametrize("case", [
+    # an attribute the op's version at this opset does not define
+    ("ArgMax", {"select_last_index": 1}, 11, r"ArgMax node 'n'.*\['select_last_index'\].*opset 11"),
+    ("GatherND", {"batch_dims": 1}, 11, r"GatherND node 'n'.*\['batch_dims'\]"),
+    ("ReduceSum", {"axes": [1]}, 13, r"ReduceSum node 'n'.*\['axes'\].*opset 13"),
+    ("ReduceMax", {"noop_with_empty_axes": 1}, 17, r"ReduceMax node 'n'.*noop_with_empty_axes"),
+    ("Softmax", {"axes": [1]}, 13, r"Softmax node 'n'.*\['axes'\]"),
+    # an op that does not exist yet at the model's opset
+    ("LessOrEqual", {}, 11, r"LessOrEqual node 'n'.*does not exist at opset 11"),
+    ("GreaterOrEqual", {}, 11, r"GreaterOrEqual node 'n'.*does not exist at opset 11"),
+], ids=lambda c: f"{c[0]}-opset{c[2]}")
+def test_op_form_of_another_opset_fails_at_load(onnx, case):
+    op, attrs, opset, match = case
+    from onnx import helper
+    inputs = ["x", "x"] if op.endswith("OrEqual") else ["x", "i"] if op == "GatherND" else ["x"]
+    n = helper.make_node(op, inputs, ["y"], name="n", **attrs)
+    model = make_model(onnx, [n], {"x": f32(2, 3)}, ["y"], opset,
+                       {"i": i64(0, 1).reshape(2, 1)} if op == "GatherND" else None)
+    with pytest.raises(ValueError, match=match):
+        _from_onnx(model)
+
+
+def test_reduction_axes_input_before_opset_18_fails_at_load(onnx):
+    model = make_model(onnx, [node("ReduceMax", ["x", "a"], ["y"])], {"x": f32(2, 3)}, ["y"],
+                       17, {"a": i64(1)})
+    with pytest.raises(ValueError, match=r"ReduceMax node 'reducemax_y'.*2 inputs"):
+        _from_onnx(model)
+
+
+@pytest.mark.parametrize("op,feeds,attrs,opset,error,match", [
+    ("Max", {"a": i64(1, 2), "b": i64(3, 0)}, {}, 11, TypeError,
+     r"Max node.*int64 is not allowed.*opset 11.*float16, float32, float64"),
+    ("Min", {"a": f32(2), "b": f32(2).astype(np.float64)}, {}, 13, TypeError,
+     r"Min node.*one dtype"),
+    ("Less", {"a": np.array([True]), "b": np.array([False])}, {}, 13, TypeError,
+     r"Less node.*bool is not allowed"),
+    ("And", {"a": np.array([1], np.int64), "b": np.array([True])}, {}, 13, TypeError,
+     r"And node.*'a'.*int64"),
+    ("Softmax", {"x": i64(1, 2)}, {}, 13, TypeError, r"Softmax node.*int64"),
+    ("ReduceSum", {"x": np.array([1, 2], np.int8)}, {}, 13, TypeError,
+     r"ReduceSum node.*data: dtype int8"),
+    ("ReduceMax", {"x": np.array([True])}, {}, 18, TypeError, r"ReduceMax node.*bool"),
+    ("GatherND", {"x": f32(3, 2), "i": np.array([[1]], np.int32)}, {}, 13, TypeError,
+     r"GatherND node.*indices.*int64.*int32"),
+    ("GatherND", {"x": f32(3, 2), "i": i64(3).reshape(1, 1)}, {}, 13, ValueError,
+     r"GatherND node.*\[-3, 2\].*\[3, 3\]"),
+    ("GatherND", {"x": f32(3, 2), "i": i64(0, 1, 1).reshape(1, 3)}, {}, 13, ValueError,
+     r"GatherND node.*last dimension of indices"),
+    ("GatherND", {"x": f32(3, 2), "i": i64(0, 1).reshape(2, 1)}, {"batch_dims": 1}, 13,
+     ValueError, r"GatherND node.*batch_dims=1.*differ"),
+    ("ArgMax", {"x": np.zeros((2, 0), np.float32)}, {"axis": 1}, 13, ValueError,
+     r"ArgMax node.*axis 1 of size 0"),
+    ("ArgMin", {"x": f32(2, 3)}, {"axis": 2}, 13, ValueError, r"ArgMin node.*axis 2"),
+    ("Tile", {"x": f32(2, 3), "r": i64(2)}, {}, 13, ValueError,
+     r"Tile node.*repeats \[2\] must be 2"),
+    ("Flatten", {"x": f32(2, 3)}, {"axis": 3}, 13, ValueError, r"Flatten node.*axis 3"),
+    ("Pow", {"a": i64(2), "b": i64(2)}, {}, 11, TypeError, r"Pow node.*X: dtype int64"),
+    ("Neg", {"x": np.array([1], np.uint8)}, {}, 13, TypeError, r"Neg node.*uint8"),
+])
+def test_new_glue_op_errors_name_the_node(onnx, op, feeds, attrs, opset, error, match):
+    model = make_model(onnx, [node(op, list(feeds), ["y"], **attrs)], feeds, ["y"], opset)
+    m = _from_onnx(model)
+    with pytest.raises(error, match=match):
+        m.run(None, feeds)
 
 
 def test_graph_not_in_topological_order(onnx):

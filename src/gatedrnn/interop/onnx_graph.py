@@ -16,12 +16,42 @@ and never half-way through a call:
 - every operator's own load-time check (attributes it does not support, Cast targets, ...);
 - ``Constant`` nodes are evaluated once, at load.
 
+Supported op types (default domain), besides the recurrent ones the caller adds:
+
+- shapes and indexing: Identity, Transpose, Reshape, Flatten, Squeeze, Unsqueeze, Concat, Split,
+  Slice, Gather, GatherND, Expand, Tile, Shape, Range, Constant, ConstantOfShape, Cast;
+- arithmetic: Add, Sub, Mul, Div, Pow, Neg, Abs, Min, Max, MatMul;
+- logic and comparisons: Equal, Less, LessOrEqual, Greater, GreaterOrEqual, Not, And, Or, Xor,
+  Where;
+- reductions: ReduceSum, ReduceMax, ReduceMin, ReduceMean, ArgMax, ArgMin;
+- activations and maths: Relu, Sigmoid, Tanh, Elu, Softplus, Softmax, LogSoftmax, Exp, Log,
+  Sqrt.
+
+That covers everything :func:`gatedrnn.interop.onnx_export.to_onnx` writes, masks included.
+
 Semantics follow the ONNX operator specification for the model's opset of the default domain
-(``ai.onnx``): Squeeze/Unsqueeze/Split take their axes/sizes as an attribute before opset 13 and
-as an input from 13 on, Slice takes attributes before opset 10, Reshape's ``allowzero`` exists
-from opset 14, Shape's ``start``/``end`` from 15, Split's ``num_outputs`` from 18.
-Integer Div truncates toward zero (as ONNX Runtime does); an integer division by zero is a
-ValueError. Range produces ``start + i * delta`` (the specification's formula).
+(``ai.onnx``), checked from opset 11 on: Squeeze/Unsqueeze/Split take their axes/sizes as an
+attribute before opset 13 and as an input from 13 on, Slice takes attributes before opset 10,
+Reshape's ``allowzero`` exists from opset 14, Shape's ``start``/``end`` from 15, Split's
+``num_outputs`` from 18. ReduceSum takes its axes as an input from opset 13 and ReduceMax/Min/
+Mean from 18 (an attribute before; ``noop_with_empty_axes`` comes with the input); a repeated
+axis is reduced once. Softmax/LogSoftmax normalise one ``axis`` (default -1) from opset 13 and,
+before, the input coerced to 2-D ``[prod(shape[:axis]), prod(shape[axis:])]`` (default axis 1).
+ArgMax/ArgMin's ``select_last_index`` exists from 12, GatherND's ``batch_dims`` from 12,
+LessOrEqual/GreaterOrEqual from 12; Min/Max take float inputs only before opset 12, integers
+too from 12; Pow takes one float type before 12 and an int32/int64/float base with any numeric
+exponent from 12. For these ops an attribute the model's version of the operator does not
+define is an error at load, and so is an op that does not exist yet at the model's opset; an
+element type the version does not allow is a TypeError at run time. Range produces
+``start + i * delta`` (the specification's formula).
+
+Where the specification is silent this follows ONNX Runtime: integer Div truncates toward zero
+and an integer division by zero is a ValueError; an integer ReduceMean truncates toward zero
+and the mean of an empty set is 0; the maximum of an empty set is -inf (the dtype's minimum for
+integers, False for bool) and the minimum +inf (maximum, True), as the specification says from
+opset 18; integer Pow and Pow with an exponent of another type compute in float64 and convert
+(truncating); Min and Max propagate NaN; ArgMax/ArgMin skip a NaN unless it is the first
+element (then the result is 0), like ONNX Runtime's sequential scan.
 
 The ``onnx`` package is only needed to read the model (``onnx.numpy_helper`` for tensors); it is
 imported lazily, on first use.
@@ -654,6 +684,347 @@ def _relu(node, inputs):
     return [np.maximum(x, x.dtype.type(0))]
 
 
+# --------------------------------------------------------------------------------------------
+# Logic, comparisons, element-wise maths, reductions, GatherND, Softmax (the ops of masked
+# exports and of the activations after a recurrent stack)
+# --------------------------------------------------------------------------------------------
+
+_FLOAT_TYPES = ("float16", "float32", "float64")
+_SIGNED_TYPES = ("int8", "int16", "int32", "int64")
+_UNSIGNED_TYPES = ("uint8", "uint16", "uint32", "uint64")
+_NUMERIC_TYPES = _UNSIGNED_TYPES + _SIGNED_TYPES + _FLOAT_TYPES
+#: The element types of ReduceSum/ReduceMean (and of ReduceMax/ReduceMin before opset 12).
+_REDUCE_TYPES = ("uint32", "uint64", "int32", "int64") + _FLOAT_TYPES
+
+
+def _check_schema(node: Node, constants):
+    """Load-time check against the operator's version at the model's opset (the ``onnx``
+    package's schema): the op must exist at that opset, carry only the attributes that version
+    defines (``axes`` of ReduceSum is an input from opset 13, ``select_last_index`` exists from
+    12, ...) and have as many inputs as it allows."""
+    onnx = require_onnx()
+    try:
+        schema = onnx.defs.get_schema(node.op_type, node.opset, "")
+    except Exception:  # noqa: BLE001 - onnx raises SchemaError: no version at this opset
+        _fail(node, f"op type {node.op_type!r} does not exist at opset {node.opset} of the "
+                    "default domain")
+    unknown = sorted(set(node.attrs) - set(schema.attributes))
+    if unknown:
+        _fail(node, f"attribute(s) {unknown} are not defined for {node.op_type} at opset "
+                    f"{node.opset} (version {schema.since_version} of the operator has "
+                    f"{sorted(schema.attributes) or 'no attributes'})")
+    n_in = len(node.inputs)
+    if n_in < schema.min_input or n_in > schema.max_input:
+        _fail(node, f"has {n_in} inputs, expected {schema.min_input} to {schema.max_input} at "
+                    f"opset {node.opset}")
+    for name in ("axis", "keepdims", "select_last_index", "batch_dims",
+                 "noop_with_empty_axes"):
+        value = node.attr(name)
+        if value is not None and not isinstance(value, int):
+            _fail(node, f"attribute {name!r} must be an int, got {value!r}")
+
+
+def _dtype_in(node: Node, a: np.ndarray, allowed, what="input"):
+    if a.dtype.name not in allowed:
+        _fail(node, f"{what}: dtype {a.dtype} is not allowed for {node.op_type} at opset "
+                    f"{node.opset} (expected one of {', '.join(allowed)})", TypeError)
+
+
+def _broadcast_shape(node: Node, arrays) -> tuple:
+    try:
+        return np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        _fail(node, f"input shapes {[a.shape for a in arrays]} do not broadcast")
+
+
+def _not(node, inputs):
+    _required(node, inputs, 1)
+    _dtype_in(node, inputs[0], ("bool",))
+    return [np.logical_not(inputs[0])]
+
+
+def _logical_binary(ufunc):
+    def run(node, inputs):
+        _required(node, inputs, 2)
+        for a, name in zip(inputs, node.inputs):
+            _dtype_in(node, a, ("bool",), f"input {name!r}")
+        _broadcast_shape(node, inputs[:2])
+        return [ufunc(inputs[0], inputs[1])]
+    return run
+
+
+def _comparison(ufunc):
+    def run(node, inputs):
+        _required(node, inputs, 2)
+        a, b = inputs
+        _same_dtype(node, (a, b), node.inputs)
+        _dtype_in(node, a, _NUMERIC_TYPES)
+        _broadcast_shape(node, (a, b))
+        return [ufunc(a, b)]
+    return run
+
+
+def _variadic_extreme(ufunc):
+    """Min / Max: one or more inputs of one dtype, broadcast together; a NaN wins (as in ONNX
+    Runtime)."""
+    def run(node, inputs):
+        if not inputs or any(a is None for a in inputs):
+            _fail(node, f"every input must be given (at least one), got {list(node.inputs)}")
+        _same_dtype(node, inputs, node.inputs)
+        # float only before opset 12, every numeric type from 12 on
+        _dtype_in(node, inputs[0], _NUMERIC_TYPES if node.opset >= 12 else _FLOAT_TYPES)
+        shape = _broadcast_shape(node, inputs)
+        out = inputs[0]
+        for a in inputs[1:]:
+            out = ufunc(out, a)
+        return [np.broadcast_to(out, shape)]
+    return run
+
+
+def _arg_extreme(largest: bool):
+    """ArgMax / ArgMin. Ties: the first index, the last with ``select_last_index=1`` (opset 12
+    on). NaN (which the specification leaves open) as ONNX Runtime's sequential scan treats it:
+    a NaN at index 0 gives 0, any other NaN is skipped."""
+    def run(node, inputs):
+        _required(node, inputs, 1)
+        x = inputs[0]
+        _dtype_in(node, x, _NUMERIC_TYPES, "data")
+        if x.ndim == 0:
+            _fail(node, "data must have rank >= 1, got a scalar")
+        axis = _axis(node, node.attr("axis", 0), x.ndim)
+        keepdims = bool(node.attr("keepdims", 1))
+        last = bool(node.attr("select_last_index", 0))
+        n = x.shape[axis]
+        if n == 0:
+            _fail(node, f"cannot take the {'ArgMax' if largest else 'ArgMin'} of axis {axis} of "
+                        f"size 0 (data shape {x.shape})")
+        if x.dtype.kind == "f":
+            nan = np.isnan(x)
+            filled = np.where(nan, -np.inf if largest else np.inf, x)
+            best = filled.max(axis, keepdims=True) if largest else filled.min(axis, keepdims=True)
+            hit = x == best
+            first = np.arange(n).reshape((n,) + (1,) * (x.ndim - axis - 1)) == 0
+            hit = np.where(np.take(nan, [0], axis=axis), first, hit)
+        else:
+            best = x.max(axis, keepdims=True) if largest else x.min(axis, keepdims=True)
+            hit = x == best
+        if last:
+            index = n - 1 - np.argmax(np.flip(hit, axis), axis=axis)
+        else:
+            index = np.argmax(hit, axis=axis)
+        index = index.astype(np.int64)
+        return [np.expand_dims(index, axis) if keepdims else index]
+    return run
+
+
+def _reduction_axes(node: Node, inputs, since: int):
+    """The axes of a Reduce* node (attribute before opset ``since``, input from then on), as a
+    tuple of non-negative axes; None for "no reduction" (``noop_with_empty_axes=1`` and no
+    axes)."""
+    x = inputs[0]
+    if node.opset >= since:
+        axes = _optional_input(node, inputs, 1, "axes")
+        noop = bool(node.attr("noop_with_empty_axes", 0))
+    else:
+        if len(inputs) > 1:  # (the load-time check rejects a second input; defensive)
+            _fail(node, f"before opset {since} the axes are an attribute, not an input")
+        axes = node.attr("axes")
+        noop = False
+    if not axes:  # omitted or empty: every axis, unless noop_with_empty_axes
+        return None if noop else tuple(range(x.ndim))
+    # a repeated axis is reduced once (as ONNX Runtime does)
+    return tuple(sorted({_axis(node, a, x.ndim, "axes") for a in axes}))
+
+
+def _reduction(kind: str, since: int):
+    """ReduceSum (axes input from opset 13), ReduceMax/ReduceMin/ReduceMean (from 18).
+
+    The value over an empty set: 0 for ReduceSum, -inf / the dtype's minimum (False for bool)
+    for ReduceMax and +inf / the maximum (True) for ReduceMin, as the specification says from
+    opset 18 (and ONNX Runtime does at every opset); 0 for ReduceMean, as ONNX Runtime returns
+    (the specification leaves it undefined). An integer ReduceMean truncates toward zero and
+    integer sums wrap around, as in ONNX Runtime.
+    """
+    def allowed(opset):
+        if kind in ("max", "min"):
+            extra = ("uint8", "int8") if opset >= 12 else ()
+            return _REDUCE_TYPES + extra + (("bool",) if opset >= 20 else ())
+        return _REDUCE_TYPES
+
+    def run(node, inputs):
+        _required(node, inputs, 1)
+        x = inputs[0]
+        _dtype_in(node, x, allowed(node.opset), "data")
+        axes = _reduction_axes(node, inputs, since)
+        if axes is None:
+            return [x]
+        keepdims = bool(node.attr("keepdims", 1))
+        dt = x.dtype
+        with np.errstate(all="ignore"):
+            if kind in ("sum", "mean"):
+                acc = np.dtype(np.float32) if dt == np.float16 else dt  # float16 sums in float32
+                s = np.asarray(np.sum(x, axis=axes, keepdims=keepdims, dtype=acc))
+                if kind == "mean":
+                    count = math.prod(x.shape[a] for a in axes)
+                    if count == 0:
+                        s = np.zeros_like(s)
+                    elif dt.kind == "f":
+                        s = s / acc.type(count)
+                    else:  # integer mean: truncate toward zero
+                        n = dt.type(count)
+                        q = np.floor_divide(s, n)
+                        if dt.kind == "i":
+                            q = q + ((np.remainder(s, n) != 0) & (s < 0)).astype(dt)
+                        s = q
+                return [s.astype(dt, copy=False)]
+            largest = kind == "max"
+            if dt.kind == "f":
+                initial = -np.inf if largest else np.inf
+            elif dt.kind == "b":
+                initial = not largest
+            else:
+                info = np.iinfo(dt)
+                initial = info.min if largest else info.max
+            fn = np.max if largest else np.min
+            return [np.asarray(fn(x, axis=axes, keepdims=keepdims, initial=initial))
+                    .astype(dt, copy=False)]
+    return run
+
+
+def _gather_nd(node, inputs):
+    _required(node, inputs, 2)
+    data, indices = inputs
+    if indices.dtype != np.int64:
+        _fail(node, f"indices: expected an int64 tensor, got dtype {indices.dtype}", TypeError)
+    b = node.attr("batch_dims", 0)
+    r, q = data.ndim, indices.ndim
+    if r < 1 or q < 1:
+        _fail(node, f"data and indices must have rank >= 1, got shapes {data.shape} and "
+                    f"{indices.shape}")
+    if not 0 <= b < min(r, q):
+        _fail(node, f"batch_dims {b} must be in [0, {min(r, q) - 1}] (less than the ranks of "
+                    f"data {data.shape} and indices {indices.shape})")
+    if data.shape[:b] != indices.shape[:b]:
+        _fail(node, f"the first batch_dims={b} dimensions of data {data.shape} and indices "
+                    f"{indices.shape} differ")
+    k = indices.shape[-1]
+    if k > r - b:
+        _fail(node, f"the last dimension of indices {indices.shape} is {k}, more than "
+                    f"rank(data) - batch_dims = {r - b} (data shape {data.shape})")
+    dims = data.shape[b:b + k]
+    n_batch = math.prod(data.shape[:b])
+    n_index = math.prod(indices.shape[b:-1])
+    idx = indices.reshape(n_batch, n_index, k)
+    for j, dim in enumerate(dims):
+        col = idx[..., j]
+        if col.size and (col.min() < -dim or col.max() >= dim):
+            _fail(node, f"indices along dimension {b + j} of data (size {dim}, data shape "
+                        f"{data.shape}) must be in [{-dim}, {dim - 1}], got values in "
+                        f"[{col.min()}, {col.max()}]")
+    flat = data.reshape((n_batch,) + data.shape[b:])
+    batch = np.broadcast_to(np.arange(n_batch)[:, None], (n_batch, n_index))
+    # (NumPy reads the negative indices, checked above, from the end as ONNX does)
+    out = flat[(batch,) + tuple(idx[..., j] for j in range(k))]
+    return [out.reshape(indices.shape[:-1] + data.shape[b + k:])]
+
+
+def _softmax(log: bool):
+    """Softmax / LogSoftmax. From opset 13 along ``axis`` (default -1); before, the input is
+    coerced to 2-D ``[prod(shape[:axis]), prod(shape[axis:])]`` (default axis 1) and normalised
+    over its second dimension."""
+    def run(node, inputs):
+        _required(node, inputs, 1)
+        x = inputs[0]
+        _dtype_in(node, x, _FLOAT_TYPES)
+        if x.ndim == 0:
+            _fail(node, "the input must have rank >= 1, got a scalar")
+        if node.opset >= 13:
+            axis = _axis(node, node.attr("axis", -1), x.ndim)
+            z, over = x, axis
+        else:
+            axis = _axis(node, node.attr("axis", 1), x.ndim)
+            z = x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
+            over = 1
+        if z.size == 0:
+            return [x.copy()]
+        if z.dtype == np.float16:
+            z = z.astype(np.float32)
+        with np.errstate(all="ignore"):
+            shifted = z - z.max(axis=over, keepdims=True)
+            e = np.exp(shifted)
+            s = e.sum(axis=over, keepdims=True)
+            y = shifted - np.log(s) if log else e / s
+        return [y.reshape(x.shape).astype(x.dtype, copy=False)]
+    return run
+
+
+def _typed_unary(fn, allowed):
+    def run(node, inputs):
+        _required(node, inputs, 1)
+        x = inputs[0]
+        _dtype_in(node, x, allowed)
+        with np.errstate(all="ignore"):
+            return [np.asarray(fn(node, x)).astype(x.dtype, copy=False)]
+    return run
+
+
+def _ufunc(fn):
+    return lambda node, x: fn(x)
+
+
+def _softplus(node, x):
+    return np.logaddexp(x.dtype.type(0), x)  # log(1 + exp(x)) without overflow
+
+
+def _elu(node, x):
+    alpha = x.dtype.type(node.attr("alpha", 1.0))
+    return np.where(x < 0, alpha * np.expm1(np.minimum(x, 0)), x)
+
+
+def _tile(node, inputs):
+    _required(node, inputs, 2)
+    x = inputs[0]
+    if inputs[1].dtype != np.int64:
+        _fail(node, f"repeats: expected an int64 tensor, got dtype {inputs[1].dtype}", TypeError)
+    repeats = _int_list(node, inputs[1], "repeats")
+    if len(repeats) != x.ndim or any(r < 0 for r in repeats):
+        _fail(node, f"repeats {repeats} must be {x.ndim} non-negative numbers, one per "
+                    f"dimension of the input (shape {x.shape})")
+    return [np.tile(x, repeats) if x.ndim else x]
+
+
+def _pow(node, inputs):
+    """Pow: before opset 12 base and exponent share a float type; from 12 the base is int32,
+    int64 or float and the exponent any numeric type. The result has the base's type; mixed
+    types and integer bases are computed in float64 and converted (truncated) as ONNX Runtime
+    does (``static_cast<T>(std::pow(x, y))``)."""
+    _required(node, inputs, 2)
+    a, b = inputs
+    if node.opset < 12:
+        _same_dtype(node, (a, b), node.inputs)
+        _dtype_in(node, a, _FLOAT_TYPES, "X")
+    else:
+        _dtype_in(node, a, ("int32", "int64") + _FLOAT_TYPES, "X")
+        _dtype_in(node, b, _NUMERIC_TYPES, "Y")
+    _broadcast_shape(node, (a, b))
+    with np.errstate(all="ignore"):
+        if a.dtype == b.dtype and a.dtype.kind == "f":
+            return [np.power(a, b)]
+        return [np.power(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)]
+
+
+def _flatten(node, inputs):
+    _required(node, inputs, 1)
+    x = inputs[0]
+    axis = node.attr("axis", 1)
+    r = x.ndim
+    if not -r <= axis <= r:
+        _fail(node, f"axis {axis} is out of range for a tensor of rank {r} (expected {-r} <= "
+                    f"axis <= {r})")
+    axis = axis + r if axis < 0 else axis
+    return [x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))]
+
+
 #: The glue operators, by op type. The recurrent ones are added by gatedrnn.interop.onnx.
 GLUE_OPS: Mapping[str, OpDef] = {
     "Add": OpDef(_numeric_binary(np.add)),
@@ -681,6 +1052,38 @@ GLUE_OPS: Mapping[str, OpDef] = {
     "Transpose": OpDef(_transpose),
     "Unsqueeze": OpDef(_unsqueeze),
     "Where": OpDef(_where),
+    # logic and comparisons (masks)
+    "Not": OpDef(_not, _check_schema),
+    "And": OpDef(_logical_binary(np.logical_and), _check_schema),
+    "Or": OpDef(_logical_binary(np.logical_or), _check_schema),
+    "Xor": OpDef(_logical_binary(np.logical_xor), _check_schema),
+    "Less": OpDef(_comparison(np.less), _check_schema),
+    "LessOrEqual": OpDef(_comparison(np.less_equal), _check_schema),
+    "Greater": OpDef(_comparison(np.greater), _check_schema),
+    "GreaterOrEqual": OpDef(_comparison(np.greater_equal), _check_schema),
+    "Min": OpDef(_variadic_extreme(np.minimum), _check_schema),
+    "Max": OpDef(_variadic_extreme(np.maximum), _check_schema),
+    "ArgMax": OpDef(_arg_extreme(True), _check_schema),
+    "ArgMin": OpDef(_arg_extreme(False), _check_schema),
+    # reductions, indexing, shapes
+    "ReduceSum": OpDef(_reduction("sum", since=13), _check_schema),
+    "ReduceMean": OpDef(_reduction("mean", since=18), _check_schema),
+    "ReduceMax": OpDef(_reduction("max", since=18), _check_schema),
+    "ReduceMin": OpDef(_reduction("min", since=18), _check_schema),
+    "GatherND": OpDef(_gather_nd, _check_schema),
+    "Tile": OpDef(_tile, _check_schema),
+    "Flatten": OpDef(_flatten, _check_schema),
+    # element-wise maths and activations
+    "Softmax": OpDef(_softmax(log=False), _check_schema),
+    "LogSoftmax": OpDef(_softmax(log=True), _check_schema),
+    "Elu": OpDef(_typed_unary(_elu, _FLOAT_TYPES), _check_schema),
+    "Softplus": OpDef(_typed_unary(_softplus, _FLOAT_TYPES), _check_schema),
+    "Exp": OpDef(_typed_unary(_ufunc(np.exp), _FLOAT_TYPES), _check_schema),
+    "Log": OpDef(_typed_unary(_ufunc(np.log), _FLOAT_TYPES), _check_schema),
+    "Sqrt": OpDef(_typed_unary(_ufunc(np.sqrt), _FLOAT_TYPES), _check_schema),
+    "Neg": OpDef(_typed_unary(_ufunc(np.negative), _SIGNED_TYPES + _FLOAT_TYPES), _check_schema),
+    "Abs": OpDef(_typed_unary(_ufunc(np.abs), _NUMERIC_TYPES), _check_schema),
+    "Pow": OpDef(_pow, _check_schema),
 }
 
 

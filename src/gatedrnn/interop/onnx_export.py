@@ -54,9 +54,8 @@ How the graph keeps gatedrnn's semantics:
 - Empty inputs: ONNX Runtime (1.31) aborts the whole process on a GRU node with T = 0 or
   B = 0 and an LSTM node with B = 0; do not feed it empty batches or sequences.
 
-An export without a mask and without softmax, softplus or elu uses only ops that
-:func:`gatedrnn.interop.from_onnx` runs, so it loads back into gatedrnn; the mask arithmetic
-(Not, ReduceSum, GatherND, ...) is for ONNX Runtime and other full runtimes.
+Every export uses only ops that :func:`gatedrnn.interop.from_onnx` also runs (the mask
+arithmetic included), so it loads back into gatedrnn with the same outputs.
 
 Not exported, each a clear error naming the layer and option: stateful layers, cells,
 ``return_state`` / ``merge_mode=None`` inside a Sequential, custom layer classes and activations.

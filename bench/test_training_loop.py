@@ -1,6 +1,7 @@
-"""pytest-benchmark: one training epoch of the digits and character-LM examples' models, by
-gatedrnn's ``fit``, by the same steps without ``fit``, and by a minimal PyTorch loop (see
-``training_loop.py`` beside this file for what exactly is timed).
+"""pytest-benchmark: one training epoch of the digits and character-LM examples' models (and of
+a Dense(1) model whose epoch is all fixed per-batch cost), by gatedrnn's ``fit``, by the same
+steps without ``fit``, and by a minimal PyTorch loop (see ``training_loop.py`` beside this file
+for what exactly is timed).
 
     python -m pytest bench/test_training_loop.py --benchmark-only [--bench-quick]
         [--bench-threads N]

@@ -1,11 +1,13 @@
 """Does the training loop eat the kernels' lead? One epoch of two examples' models, trained by
 gatedrnn's ``fit`` and by a minimal PyTorch loop, and the per-batch cost of ``fit`` itself.
 
-    python bench/training_loop.py [--quick] [--repeats 5] [--threads N] [--tasks digits char_lm]
-        [--char-batches 200] [--json out.json]
+    python bench/training_loop.py [--quick] [--repeats 3] [--threads N]
+        [--tasks digits char_lm overhead] [--char-batches 200] [--json out.json]
 
-Tasks (the models of ``examples/digits.py`` and ``examples/char_lm.py`` with their default
-settings, built by the examples' own functions):
+With the defaults it takes about 5 minutes on 2 idle cores (mostly the char_lm epochs).
+
+Tasks (the first two are the models of ``examples/digits.py`` and ``examples/char_lm.py`` with
+their default settings, built by the examples' own functions):
 
 - ``digits``: bidirectional GRU(64) + Dense(10) on scikit-learn's 8x8 digits read row by row
   (the example's training split, 1212 sequences of 8 steps x 8 features), batch 32.
@@ -13,7 +15,11 @@ settings, built by the examples' own functions):
   the standard library's sources: ``--char-batches`` batches (default 200) of 32 windows of 100
   characters, sparse categorical cross-entropy on logits.
 
-Both use Adam (lr as in the example) with the gradient's global norm clipped to 1.0.
+- ``overhead``: Dense(1) regression on 2 features, 100 batches of 32: almost no arithmetic,
+  so the epoch time is the fixed cost per batch of each training loop, and gatedrnn's
+  fit-minus-steps difference is not lost in the noise of long batches.
+
+All use Adam (lr as in the example) with the gradient's global norm clipped to 1.0.
 
 Implementations, timed per epoch (every batch once, shuffled):
 
@@ -53,7 +59,7 @@ from gatedrnn import bench as harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
-TASKS = ("digits", "char_lm")
+TASKS = ("digits", "char_lm", "overhead")
 IMPLS = ("gatedrnn_fit", "gatedrnn_steps", "torch")
 LABELS = {"gatedrnn_fit": "gatedrnn fit", "gatedrnn_steps": "gatedrnn steps",
           "torch": "PyTorch"}
@@ -79,9 +85,10 @@ def load_example(name):
 class Task:
     """One model and its training data, in gatedrnn and (on demand) in PyTorch."""
 
-    def __init__(self, name, x, y, batch_size, lr, build):
+    def __init__(self, name, x, y, batch_size, lr, build, loss="sparse_logits"):
         self.name, self.x, self.y, self.batch_size, self.lr = name, x, y, batch_size, lr
         self._build = build
+        self._loss = loss
         self.batches = math.ceil(len(x) / batch_size)
 
     def gatedrnn_model(self, seed=0):
@@ -92,6 +99,8 @@ class Task:
         return model
 
     def loss(self):
+        if self._loss == "mse":
+            return gr.losses.MeanSquaredError()
         return gr.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def describe(self):
@@ -120,8 +129,24 @@ def char_lm_task(batches=200, batch_size=32, seq_len=100, units=256, embed_dim=3
                 lr=3e-3, build=lambda: ex.build_model(len(vocab), embed_dim, units, seq_len))
 
 
+def overhead_task(batches=100, batch_size=32):
+    """Dense(1) regression on 2 features: so little arithmetic that an epoch's time is the
+    training loop's fixed cost per batch (fit's bookkeeping, the loss, the optimizer)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batches * batch_size, 2)).astype(np.float32)
+    y = (x @ np.array([[0.5], [-1.0]], np.float32) + 0.1).astype(np.float32)
+    return Task("overhead", x, y, batch_size, lr=1e-3, loss="mse",
+                build=lambda: gr.Sequential([gr.Input((2,)), gr.layers.Dense(1)]))
+
+
 def make_task(name, char_batches=200):
-    return digits_task() if name == "digits" else char_lm_task(batches=char_batches)
+    if name == "digits":
+        return digits_task()
+    if name == "char_lm":
+        return char_lm_task(batches=char_batches)
+    if name == "overhead":
+        return overhead_task()
+    raise ValueError(f"task: expected one of {TASKS}, got {name!r}")
 
 
 def torch_model(task, model, torch):
@@ -156,6 +181,13 @@ def torch_model(task, model, torch):
 
         def loss_fn(logits, target):
             return torch.nn.functional.cross_entropy(logits, target)
+    elif task.name == "overhead":
+        (dense,) = layers
+        tm = nn.Linear(dense.get_weights()[0].shape[1], dense.units)
+        state = {"weight": dense.get_weights()[0], "bias": dense.get_weights()[1]}
+
+        def loss_fn(pred, target):
+            return torch.nn.functional.mse_loss(pred, target)
     else:
         emb, lstm, dense = layers
 
@@ -349,7 +381,7 @@ def format_table(rows, threads, notes=()):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    p.add_argument("--repeats", type=int, default=5, help="timed epochs per implementation")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per implementation")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs per implementation")
     p.add_argument("--char-batches", type=int, default=200,
                    help="batches in the char_lm epoch")

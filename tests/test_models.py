@@ -304,3 +304,19 @@ def test_every_layer_config_round_trips_through_a_saved_model(tmp_path):
     for layer in model.layers:
         again = type(layer).from_config(layer.get_config())
         assert again.get_config() == layer.get_config()
+
+
+def test_stop_training_from_a_batch_callback_stops_after_that_batch():
+    x, y = _digits_like(64)
+    model = _classifier()
+    batches = []
+
+    class Stop(gr.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+            if batch == 2:
+                self.model.stop_training = True
+
+    hist = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[Stop()])
+    assert batches == [0, 1, 2]
+    assert len(hist.history["loss"]) == 1

@@ -311,6 +311,8 @@ class Sequential:
                 for m in self.metrics:
                     m.update_state(yb, y_pred, mask=lmask)
                 cb.on_train_batch_end(step, self._logs(total, weight))
+                if self.stop_training:          # as Keras: stop right after this batch
+                    break
             logs = self._logs(total, weight)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "arrays.h"
+#include "gatedrnn/gemm.h"
 #include "gatedrnn/gru.h"
 #include "gatedrnn/lstm.h"
 #include "gatedrnn/rnn.h"
@@ -443,6 +444,63 @@ py::tuple backward(py::handle ctx_obj, const std::string& family, py::handle dy_
     return backward_typed<double>(ctx, dy, dh_n, dc_n, return_dh_seq);
 }
 
+// op(a) @ op(b) (+ beta * out) on the core's GEMM and threads: what the layers around the
+// recurrent ones (Dense) use, so one thread pool does all of a training step's arithmetic
+// (NumPy's BLAS threads spinning next to ours would slow both down).
+template <typename T>
+py::object matmul_typed(const py::array& a, const py::array& b, bool trans_a, bool trans_b,
+                        const std::optional<py::array>& out, double beta) {
+    const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+    const int64_t N = trans_b ? b.shape(0) : b.shape(1);
+    py::array result = out ? *out : py::array(new_array<T>({M, N}));
+    T* c = static_cast<T*>(result.mutable_data());
+    const T* ap = static_cast<const T*>(a.data());
+    const T* bp = static_cast<const T*>(b.data());
+    {
+        py::gil_scoped_release release;
+        detail::DenormalsAreZero daz;
+        gemm<T>(trans_a ? Trans::yes : Trans::no, trans_b ? Trans::yes : Trans::no, M, N, K,
+                T(1), ap, a.shape(1), bp, b.shape(1), static_cast<T>(beta), c, N);
+    }
+    return result;
+}
+
+py::object matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
+                  py::handle out_obj, double beta) {
+    py::array a = to_array(a_obj, "a"), b = to_array(b_obj, "b");
+    const py::dtype dtype = a.dtype();
+    if (!is_float32(dtype) && !is_float64(dtype))
+        throw TypeError("a: expected a float32 or float64 array, got " + dtype_name(dtype));
+    check_same_dtype(b, "b", dtype);
+    check_ndim(a, "a", 2, trans_a ? "(K, M)" : "(M, K)");
+    check_ndim(b, "b", 2, trans_b ? "(N, K)" : "(K, N)");
+    const int64_t K = trans_a ? a.shape(0) : a.shape(1);
+    const int64_t Kb = trans_b ? b.shape(1) : b.shape(0);
+    if (K != Kb)
+        throw ValueError("b: expected " + std::string(trans_b ? "(N, K)" : "(K, N)") + " with K = " +
+                         std::to_string(K) + " from a = " + shape_string(shape_of(a)) + ", got " +
+                         shape_string(shape_of(b)));
+    a = contiguous(a);
+    b = contiguous(b);
+    const int64_t M = trans_a ? a.shape(1) : a.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+    std::optional<py::array> out;
+    if (!out_obj.is_none()) {
+        if (!py::isinstance<py::array>(out_obj))
+            throw TypeError("out: expected a NumPy array, got " + type_name(out_obj));
+        py::array o = py::reinterpret_borrow<py::array>(out_obj);
+        check_same_dtype(o, "out", dtype);
+        check_shape(o, "out", {M, N}, "(M, N)");
+        if (!(o.flags() & py::array::c_style) || !o.writeable() ||
+            !o.dtype().attr("isnative").cast<bool>())
+            throw ValueError("out: expected a writeable, C-contiguous, native-endian array");
+        out = o;
+    } else if (beta != 0.0) {
+        throw ValueError("beta: expected 0 when no out array is given, got " + std::to_string(beta));
+    }
+    if (is_float32(dtype)) return matmul_typed<float>(a, b, trans_a, trans_b, out, beta);
+    return matmul_typed<double>(a, b, trans_a, trans_b, out, beta);
+}
+
 int64_t workspace_size(const std::string& family, int64_t T, int64_t B, int64_t I, int64_t H,
                        const std::string& nonlinearity, bool reset_after) {
     if (T < 0 || B < 0 || I < 0 || H < 1)
@@ -541,6 +599,8 @@ PYBIND11_MODULE(_core, m) {
                    (p.layer.D == 2 ? " bidirectional" : "") + " I=" + std::to_string(p.layer.I) +
                    " H=" + std::to_string(p.layer.H) + " " + dtype_name(p.layer.dtype) + ">";
         });
+    m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+          py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("beta") = 0.0);
     m.def("pack_weights", &pack_weights, py::arg("cell"), py::arg("weight_ih"),
           py::arg("weight_hh"), py::arg("bias_ih"), py::arg("bias_hh"), py::arg("nonlinearity"),
           py::arg("reset_after"), py::arg("bidirectional"));

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import _core
 from .. import activations as _act
 from .. import config
 from .. import initializers as _init
@@ -20,6 +21,9 @@ def _check_units(units, what="units"):
 
 class Dense(Layer):
     """``y = activation(x W^T + b)`` on the last axis (applied per time step on 3-D input).
+
+    The products run on the core's GEMM and threads, not NumPy's BLAS: a training step then
+    uses one thread pool, instead of two that spin and steal each other's cores.
 
     ``weight`` is ``(units, in)`` as PyTorch's Linear (the canonical layout); initializers are
     drawn on the Keras-shaped ``(in, units)`` kernel and transposed.
@@ -50,9 +54,11 @@ class Dense(Layer):
         x = self._float_input(x, ndim=None)
         if x.ndim < 2:
             raise ValueError(f"{self.name}: x expected at least 2 axes, got shape {x.shape}")
-        z = x @ self._params["weight"].value.T
+        x2 = x.reshape(-1, x.shape[-1])
+        z = _core.matmul(x2, self._params["weight"].value, trans_b=True)
         if self.use_bias:
             z += self._params["bias"].value
+        z = z.reshape(x.shape[:-1] + (self.units,))
         a = self.activation.forward(z)
         if training:
             self._cache = (x, z, a)
@@ -60,13 +66,14 @@ class Dense(Layer):
 
     def backward(self, dy):
         x, z, a = self._cache
-        dz = self.activation.backward(z, a, dy)
+        dz = self.activation.backward(z, a, np.asarray(dy, self.dtype))
         x2 = x.reshape(-1, x.shape[-1])
-        dz2 = dz.reshape(-1, self.units)
-        self._params["weight"].grad += dz2.T @ x2
+        dz2 = np.ascontiguousarray(dz).reshape(-1, self.units)
+        weight = self._params["weight"]
+        _core.matmul(dz2, x2, trans_a=True, out=weight.grad, beta=1.0)      # dW += dz^T x
         if self.use_bias:
             self._params["bias"].grad += dz2.sum(axis=0)
-        return dz @ self._params["weight"].value
+        return _core.matmul(dz2, weight.value).reshape(x.shape)             # dx = dz W
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -1,0 +1,50 @@
+"""gatedrnn._core.matmul, the product Dense runs on: against NumPy, and its argument checks."""
+
+import numpy as np
+import pytest
+
+from gatedrnn import _core
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 13, 5), (3200, 97, 256), (0, 4, 3), (5, 4, 0)])
+def test_matmul_matches_numpy(dtype, rtol, trans_a, trans_b, M, N, K):
+    rng = np.random.default_rng(M * 31 + N * 7 + K)
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    got = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    assert got.dtype == dtype and got.shape == (M, N)
+    # float32: K products each rounded, summed: relative error ~ sqrt(K) eps, well inside 1e-5
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(max(K, 1)))
+    out = rng.standard_normal((M, N)).astype(dtype)
+    expect = want + 0.5 * out
+    res = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=0.5)
+    assert res is out
+    np.testing.assert_allclose(out, expect, rtol=rtol, atol=rtol * np.sqrt(max(K, 1)))
+
+
+def test_matmul_reads_non_contiguous_inputs():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 8))[:, ::2]
+    b = rng.standard_normal((4, 5)).T
+    np.testing.assert_allclose(_core.matmul(a, b.T), a @ b.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: _core.matmul(np.zeros((2, 3), np.float32), np.zeros((4, 2), np.float32)),
+     ValueError, "K = 3"),
+    (lambda: _core.matmul(np.zeros((2, 3), np.float32), np.zeros((3, 2))), TypeError, "b"),
+    (lambda: _core.matmul(np.zeros((2, 3), np.int64), np.zeros((3, 2))), TypeError, "a"),
+    (lambda: _core.matmul(np.zeros(3), np.zeros((3, 2))), ValueError, "a"),
+    (lambda: _core.matmul(np.zeros((2, 3)), np.zeros((3, 2)), out=np.zeros((2, 3))),
+     ValueError, "out"),
+    (lambda: _core.matmul(np.zeros((2, 3)), np.zeros((3, 2)), out=np.zeros((2, 2)).T),
+     ValueError, "out"),
+    (lambda: _core.matmul(np.zeros((2, 3)), np.zeros((3, 2)), beta=1.0), ValueError, "beta"),
+])
+def test_matmul_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

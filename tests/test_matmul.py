@@ -9,7 +9,8 @@ from gatedrnn import _core
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 13, 5), (3200, 97, 256), (0, 4, 3), (5, 4, 0)])
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 13, 5), (3200, 97, 256), (640, 20, 300),
+                                     (0, 4, 3), (5, 4, 0)])
 def test_matmul_matches_numpy(dtype, rtol, trans_a, trans_b, M, N, K):
     rng = np.random.default_rng(M * 31 + N * 7 + K)
     a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)

@@ -21,7 +21,11 @@ constexpr int64_t kKC = 256;                 // depth of a cache block
 #define GATEDRNN_A_BLOCK_BYTES (1 << 19)
 #endif
 constexpr int64_t kABlockBytes = GATEDRNN_A_BLOCK_BYTES;  // a packed A block stays in L2
-constexpr int64_t kPackA = 24;               // from this many rows on, A is packed
+constexpr int64_t kPackA = 24;               // from this many rows on, A is packed,
+constexpr int64_t kPackAPanels = 3;          // if this many B panels reuse it (a GEMM with a
+                                             // narrow B, such as dX = dG W_ih for a small input,
+                                             // reads each A element once or twice: packing
+                                             // would cost as much as the products)
 
 // Rows of a packed A block: as many as fit kABlockBytes, split evenly over the threads, a
 // multiple of mr. Every row tile streams the whole packed B once, so few, tall tiles keep that
@@ -158,7 +162,7 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
         return;
     }
     const int64_t nr = k.nr, mr = k.mr;
-    const bool pack_a = M >= kPackA;
+    const bool pack_a = M >= kPackA && packed.panels >= kPackAPanels;
     int threads = std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
     const int64_t mc = pack_a ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
     const int64_t tiles_m = (M + mc - 1) / mc;
@@ -175,10 +179,14 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
 
     parallel_chunks(tiles, threads, [&](int64_t begin, int64_t end, int tid) {
         T* pa = pack_a ? a_packs.get() + tid * a_block : nullptr;
-        for (int64_t tile = begin; tile < end; ++tile) {
-            const int64_t i0 = (tile / tiles_n) * mc, rows = std::min(mc, M - i0);
+        // A thread's consecutive tiles of one row block are done together: its A block is
+        // packed once per depth block, not once per column group.
+        for (int64_t tile = begin, next; tile < end; tile = next) {
+            const int64_t mi = tile / tiles_n;
+            next = std::min(end, (mi + 1) * tiles_n);
+            const int64_t i0 = mi * mc, rows = std::min(mc, M - i0);
             const int64_t p0 = (tile % tiles_n) * panels_per_group;
-            const int64_t p1 = std::min(packed.panels, p0 + panels_per_group);
+            const int64_t p1 = std::min(packed.panels, ((next - 1) % tiles_n + 1) * panels_per_group);
             for (int64_t k0 = 0; k0 < K; k0 += kKC) {
                 const int64_t kc = std::min(kKC, K - k0);
                 if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);

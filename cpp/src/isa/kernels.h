@@ -123,14 +123,24 @@ struct GemmKernels {
     static void pack_a(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                        int64_t kc, T* dst) {
         for (int64_t ip = 0; ip < mc; ip += MR) {
-            const int64_t rows = min64(MR, mc - ip);
-            for (int64_t k = 0; k < kc; ++k) {
-                for (int64_t i = 0; i < rows; ++i) {
-                    const int64_t r = m0 + ip + i, c = k0 + k;
-                    dst[i] = trans ? A[c * lda + r] : A[r * lda + c];
+            const int64_t rows = min64(MR, mc - ip), r0 = m0 + ip;
+            if (trans) {
+                // A stored (K, M): each k's MR entries are contiguous already
+                for (int64_t k = 0; k < kc; ++k, dst += MR) {
+                    const T* src = A + (k0 + k) * lda + r0;
+                    for (int64_t i = 0; i < rows; ++i) dst[i] = src[i];
+                    for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
                 }
-                for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
-                dst += MR;
+            } else {
+                // A stored (M, K): read each row contiguously, write it with stride MR
+                for (int64_t i = 0; i < rows; ++i) {
+                    const T* src = A + (r0 + i) * lda + k0;
+                    T* d = dst + i;
+                    for (int64_t k = 0; k < kc; ++k) d[k * MR] = src[k];
+                }
+                for (int64_t i = rows; i < MR; ++i)
+                    for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
+                dst += kc * MR;
             }
         }
     }

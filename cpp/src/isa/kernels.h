@@ -132,15 +132,13 @@ struct GemmKernels {
                     for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
                 }
             } else {
-                // A stored (M, K): read each row contiguously, write it with stride MR
-                for (int64_t i = 0; i < rows; ++i) {
-                    const T* src = A + (r0 + i) * lda + k0;
-                    T* d = dst + i;
-                    for (int64_t k = 0; k < kc; ++k) d[k * MR] = src[k];
+                // A stored (M, K): gather the MR rows' entries of each k (the rows stay cached
+                // across k; writing the panel in order beats writing it with stride MR)
+                for (int64_t k = 0; k < kc; ++k, dst += MR) {
+                    const T* src = A + r0 * lda + k0 + k;
+                    for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
+                    for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
                 }
-                for (int64_t i = rows; i < MR; ++i)
-                    for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
-                dst += kc * MR;
             }
         }
     }

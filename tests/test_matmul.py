@@ -49,3 +49,9 @@ def test_matmul_reads_non_contiguous_inputs():
 def test_matmul_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_matmul_out_must_not_overlap_the_inputs():
+    a = np.ones((4, 4))
+    with pytest.raises(ValueError, match="share memory"):
+        _core.matmul(a, np.ones((4, 4)), out=a, beta=1.0)

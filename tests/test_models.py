@@ -320,3 +320,63 @@ def test_stop_training_from_a_batch_callback_stops_after_that_batch():
     hist = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[Stop()])
     assert batches == [0, 1, 2]
     assert len(hist.history["loss"]) == 1
+
+
+def test_optimizer_step_reaches_layers_that_keep_packed_weights():
+    """apply() marks what it updates, so inference (packed weights) sees the new weights even
+    in a hand-written loop without Sequential."""
+    rng = np.random.default_rng(0)
+    lstm = L.LSTM(4)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    before = lstm(x)
+    y = lstm.forward(x, training=True)
+    lstm.zero_grad()
+    lstm.backward(np.ones_like(y))
+    gr.optim.SGD(0.5).apply(lstm.parameters)
+    assert not np.allclose(lstm(x), before)
+    cell = lstm.get_cell()
+    np.testing.assert_allclose(cell.step(x[:, 0])[0], lstm.forward(x[:, :1])[:], rtol=1e-5)
+
+
+def test_edge_cases_of_the_layer_protocol():
+    rng = np.random.default_rng(1)
+    gru = L.GRU(3, return_sequences=True)
+    gru.build((None, 4, 2))
+    # a masked batch of zero steps
+    assert gru(np.zeros((2, 0, 2), np.float32), mask=np.zeros((2, 0), bool)).shape == (2, 0, 3)
+    # set_weights checks every array before changing any
+    w = gru.get_weights()
+    bad = [a + 1 for a in w[:-1]] + [np.zeros(5)]
+    with pytest.raises(ValueError, match="expected shape"):
+        gru.set_weights(bad)
+    for a, b in zip(gru.get_weights(), w):
+        np.testing.assert_array_equal(a, b)
+    # backward after an inference forward is a clear error, not the previous batch's gradient
+    x = rng.standard_normal((2, 4, 2)).astype(np.float32)
+    gru.forward(x, training=True)
+    gru.forward(x)
+    with pytest.raises(RuntimeError, match="training=True"):
+        gru.backward(np.ones((2, 4, 3), np.float32))
+    # a built backward_layer keeps its weights inside Bidirectional
+    back = L.GRU(3, return_sequences=True, go_backwards=True)
+    back.build((None, 4, 2))
+    kept = back.get_weights()
+    bi = L.Bidirectional(L.GRU(3, return_sequences=True), backward_layer=back)
+    bi(x)
+    for a, b in zip(back.get_weights(), kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_with_a_custom_metric_keeps_the_model_and_warns(tmp_path):
+    x, y = _digits_like(16)
+    model = _classifier()
+    model.compile(optimizer="adam", loss=gr.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[gr.metrics.MeanMetricWrapper(lambda t, p: np.zeros(len(t)),
+                                                        name="zero")])
+    model.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "m.gatedrnn")
+    with pytest.warns(UserWarning, match="compile"):
+        model.save(path)
+    loaded = gr.load_model(path)
+    assert not loaded.compiled
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

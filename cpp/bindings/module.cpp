@@ -493,6 +493,13 @@ py::object matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b
         if (!(o.flags() & py::array::c_style) || !o.writeable() ||
             !o.dtype().attr("isnative").cast<bool>())
             throw ValueError("out: expected a writeable, C-contiguous, native-endian array");
+        auto overlaps = [&](const py::array& x) {
+            const char* x0 = static_cast<const char*>(x.data());
+            const char* o0 = static_cast<const char*>(o.data());
+            return x0 < o0 + o.nbytes() && o0 < x0 + x.nbytes();
+        };
+        if (overlaps(a) || overlaps(b))
+            throw ValueError("out: must not share memory with a or b");
         out = o;
     } else if (beta != 0.0) {
         throw ValueError("beta: expected 0 when no out array is given, got " + std::to_string(beta));

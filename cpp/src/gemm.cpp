@@ -164,7 +164,9 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA && packed.panels >= kPackAPanels;
     int threads = std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
-    const int64_t mc = pack_a ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
+    // Row blocks split the work between threads whether or not A is packed (a narrow B has
+    // too few panels to share out).
+    const int64_t mc = M >= kPackA ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
     const int64_t tiles_m = (M + mc - 1) / mc;
     // Enough column groups that every thread gets work even when M is one block.
     const int64_t groups = std::min<int64_t>(packed.panels,

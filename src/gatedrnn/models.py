@@ -6,6 +6,7 @@ loss and its gradient, one backward and one optimizer step.
 """
 
 import math
+import warnings
 
 import numpy as np
 
@@ -18,9 +19,6 @@ from . import saving
 from .layers import Layer, deserialize, serialize
 
 __all__ = ["Sequential", "Input", "load_model"]
-
-_FORMAT = "gatedrnn-model"
-
 
 class Input:
     """Declares the input of a Sequential model: ``Input(shape=(time, features))`` (without the
@@ -196,9 +194,7 @@ class Sequential:
         lmask = self._loss_mask(y_pred, mask)
         loss, dy = self.loss.forward_backward(y, y_pred, mask=lmask)
         self.backward(dy)
-        self.optimizer.apply(params)
-        for p in params:
-            p.mark_updated()
+        self.optimizer.apply(params)            # marks the updated parameters
         return float(loss), y_pred, lmask
 
     def train_on_batch(self, x, y, return_dict=False):
@@ -215,8 +211,8 @@ class Sequential:
 
     @staticmethod
     def _weight_of(x, lmask):
-        # a batch's loss is a mean over its valid positions: epoch means weight it by their count
-        return float(lmask.sum()) if lmask is not None else float(len(x))
+        # Keras's loss tracker: each batch's (masked) mean loss weighted by its batch size
+        return float(len(x))
 
     @staticmethod
     def _loss_mask(y_pred, mask):
@@ -284,7 +280,7 @@ class Sequential:
         steps = _batch_count(n, batch_size)
         self.history = _callbacks.History()
         cbs = list(callbacks or [])
-        if verbose:
+        if verbose and not any(isinstance(c, _callbacks.ProgressBar) for c in cbs):
             cbs.append(_callbacks.ProgressBar(verbose=verbose))
         cbs.append(self.history)
         cb = _callbacks.CallbackList(cbs, model=self)
@@ -401,7 +397,7 @@ class Sequential:
         cfg = {"model": self.get_config(),
                "weight_names": [p.name for p in self.parameters]}
         arrays = self._weight_arrays()
-        if self.compiled:
+        if self.compiled and self._compile_config_loads():
             cfg["compile"] = {"optimizer": self.optimizer.get_config(),
                               "optimizer_class": type(self.optimizer).__name__,
                               "loss": _losses.serialize(self.loss),
@@ -411,6 +407,26 @@ class Sequential:
             for k, v in self.optimizer.get_state().items():
                 arrays["optimizer/" + k] = v
         saving.write_archive(path, cfg, arrays)
+
+    def _compile_config_loads(self):
+        """Whether load_model can rebuild this optimizer, loss and metrics from their configs
+        (built-in classes only); if not, save() stores the model without them and warns."""
+        try:
+            if getattr(_optim, type(self.optimizer).__name__, None) is not type(self.optimizer):
+                raise ValueError(f"optimizer {type(self.optimizer).__name__}")
+            _losses.deserialize(_losses.serialize(self.loss))
+            for m in self.metrics:
+                cls = getattr(_metrics, type(m).__name__, None)
+                if cls is not type(m):
+                    raise ValueError(f"metric {type(m).__name__}")
+                cls.from_config(m.get_config())
+        except (ValueError, TypeError) as e:
+            warnings.warn(f"{self.name}: save() stores the architecture and weights but not the "
+                          f"compile settings: {e} cannot be rebuilt from a config (only the "
+                          f"built-in optimizers, losses and metrics can); compile the loaded "
+                          f"model again", stacklevel=3)
+            return False
+        return True
 
     def save_weights(self, path):
         """The weights alone (same file format); :meth:`load_weights` reads them."""

@@ -315,8 +315,9 @@ class Optimizer:
 
     def apply(self, params):
         """One step: update every trainable parameter of ``params`` in place from its ``.grad``
-        (see the module docstring for the order of clipping, weight decay and update).
-        ``param.grad`` is left untouched (clipping works on copies)."""
+        (see the module docstring for the order of clipping, weight decay and update), and
+        mark it updated (``Parameter.mark_updated``: layers holding packed copies of their
+        weights pack them again). ``param.grad`` is left untouched (clipping works on copies)."""
         params, signature = self._check_params(params)
         positions = [i for i, p in enumerate(params) if p.trainable]
         lr = self.learning_rate
@@ -339,6 +340,9 @@ class Optimizer:
                 slots = {s: np.zeros_like(value) for s in self._slot_names()}
                 self._slots[i] = slots
             self._update(value, g, slots, value.dtype.type(lr))
+            mark = getattr(params[i], "mark_updated", None)
+            if mark is not None:        # layers keeping packed copies pack again
+                mark()
         self._signature = signature
         self._iterations += 1
 

@@ -30,6 +30,8 @@ def mask_runs(mask, B, T, who):
             raise TypeError(f"{who}: mask expected a boolean array, got dtype {m.dtype}")
         m = m != 0
     length = m.sum(axis=1, dtype=np.int64)
+    if T == 0:
+        return np.zeros(B, np.int64), length
     start = np.where(length > 0, np.argmax(m, axis=1), 0).astype(np.int64)
     if T:
         rises = m[:, 0].astype(np.int64) + (np.diff(m.astype(np.int8), axis=1) == 1).sum(axis=1)

@@ -49,6 +49,7 @@ class Layer:
         self.built = False
         self.input_shape = None if input_shape is None else (None,) + tuple(input_shape)
         self._params = {}
+        self._cache = None
 
     # --- parameters -------------------------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", fan=None, trainable=True):
@@ -87,8 +88,20 @@ class Layer:
         if len(weights) != len(params):
             raise ValueError(f"{self.name}: set_weights expected {len(params)} arrays "
                              f"({', '.join(p.name for p in params)}), got {len(weights)}")
-        for p, w in zip(params, weights):
+        arrays = [np.asarray(w) for w in weights]
+        for p, w in zip(params, arrays):             # check them all before changing any
+            if w.shape != p.shape:
+                raise ValueError(f"{self.name}: set_weights: {p.name} expected shape {p.shape}, "
+                                 f"got {w.shape}")
+        for p, w in zip(params, arrays):
             p.assign(w)
+
+    def _saved(self):
+        """What the last forward with training=True kept for backward (a clear error if none)."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward needs a forward call with training=True "
+                               f"first (the last forward was an inference call, or none)")
+        return self._cache
 
     # --- building and calling ---------------------------------------------------------------
     def build(self, input_shape):

@@ -60,20 +60,18 @@ class Dense(Layer):
             z += self._params["bias"].value
         z = z.reshape(x.shape[:-1] + (self.units,))
         a = self.activation.forward(z)
-        if training:
-            self._cache = (x, z, a)
+        self._cache = (x2, z, a) if training else None
         return a
 
     def backward(self, dy):
-        x, z, a = self._cache
+        x2, z, a = self._saved()
         dz = self.activation.backward(z, a, np.asarray(dy, self.dtype))
-        x2 = x.reshape(-1, x.shape[-1])
         dz2 = np.ascontiguousarray(dz).reshape(-1, self.units)
         weight = self._params["weight"]
         _core.matmul(dz2, x2, trans_a=True, out=weight.grad, beta=1.0)      # dW += dz^T x
         if self.use_bias:
             self._params["bias"].grad += dz2.sum(axis=0)
-        return _core.matmul(dz2, weight.value).reshape(x.shape)             # dx = dz W
+        return _core.matmul(dz2, weight.value).reshape(z.shape[:-1] + (x2.shape[1],))  # dz W
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -122,12 +120,11 @@ class Embedding(Layer):
 
     def forward(self, x, training=False, mask=None):
         x = self._indices(x)
-        if training:
-            self._cache = x
+        self._cache = x if training else None
         return self._params["embeddings"].value[x]
 
     def backward(self, dy):
-        x = self._cache
+        x = self._saved()
         g = self._params["embeddings"].grad
         np.add.at(g, x.reshape(-1), dy.reshape(-1, self.output_dim))
         return None
@@ -210,15 +207,20 @@ class Masking(Layer):
         return np.any(x != self.mask_value, axis=-1)
 
     def forward(self, x, training=False, mask=None):
+        given = x
         x = self._float_input(x, ndim=3)
         keep = self._mask(x)
         self._keep = keep[..., None].astype(x.dtype)
+        self._last = (given, keep)              # compute_mask reads it for the same input
         return x * self._keep
 
     def backward(self, dy):
         return dy * self._keep
 
     def compute_mask(self, x, mask):
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] is x:
+            return last[1]
         return self._mask(np.asarray(x))
 
     def get_config(self):
@@ -236,12 +238,11 @@ class Activation(Layer):
     def forward(self, x, training=False, mask=None):
         x = self._float_input(x)
         a = self.activation.forward(x)
-        if training:
-            self._cache = (x, a)
+        self._cache = (x, a) if training else None
         return a
 
     def backward(self, dy):
-        x, a = self._cache
+        x, a = self._saved()
         return self.activation.backward(x, a, dy)
 
     def get_config(self):

@@ -185,6 +185,8 @@ class _Recurrent(_RecurrentWeights, Layer):
 
     # --- build ------------------------------------------------------------------------------
     def build(self, input_shape):
+        if self.built:
+            return
         if len(input_shape) != 3 or input_shape[-1] is None:
             raise ValueError(f"{self.name}: expected input of shape (batch, time, features)"
                              f"{' (time-major: (time, batch, features))' if self.time_major else ''}"
@@ -246,8 +248,8 @@ class _Recurrent(_RecurrentWeights, Layer):
             y = yp.swapaxes(0, 1) if self.time_major else yp
         else:
             y = plan.last_output(out.h_n, self.zero_output_for_mask)
-        if training:
-            self._cache = (plan, out.ctx, batch_first, in_mask, initial_state is not None)
+        self._cache = ((plan, out.ctx, batch_first, in_mask, initial_state is not None)
+                       if training else None)
         return [y] + final if self.return_state else y
 
     # --- backward ---------------------------------------------------------------------------
@@ -255,7 +257,7 @@ class _Recurrent(_RecurrentWeights, Layer):
         """Gradients of the loss w.r.t. this layer's output ``dy`` (and, with return_state, a
         list ``[dy, dh, (dc)]`` or ``state_grads=[dh, (dc)]``) -> dx; adds the weight
         gradients. The gradients w.r.t. ``initial_state`` are left in ``initial_state_grads``."""
-        plan, ctx, batch_first, in_mask, had_initial = self._cache
+        plan, ctx, batch_first, in_mask, had_initial = self._saved()
         if isinstance(dy, (list, tuple)):
             dy, state_grads = dy[0], list(dy[1:])
         n = self._n_states()
@@ -433,20 +435,32 @@ class Bidirectional(Layer):
                                  "layer's")
             self.backward_layer = backward_layer
         self.merge_mode = merge_mode
-        self.return_sequences = layer.return_sequences
-        self.return_state = layer.return_state
-        self.time_major = layer.time_major
         for sub in (self.forward_layer, self.backward_layer):
             sub.zero_output_for_mask = self.return_sequences
         self._initial_weights = weights
+        self._merge_cache = None
 
     @property
     def units(self):
         return self.forward_layer.units
 
+    @property
+    def return_sequences(self):
+        return self.forward_layer.return_sequences
+
+    @property
+    def return_state(self):
+        return self.forward_layer.return_state
+
+    @property
+    def time_major(self):
+        return self.forward_layer.time_major
+
     def build(self, input_shape):
-        self.forward_layer.build(tuple(input_shape))
-        self.backward_layer.build(tuple(input_shape))
+        # a sub-layer built already (a given backward_layer, converted weights) keeps its weights
+        for sub in (self.forward_layer, self.backward_layer):
+            if not sub.built:
+                sub.build(tuple(input_shape))
         Layer.build(self, input_shape)
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
@@ -485,8 +499,7 @@ class Bidirectional(Layer):
             y_f, y_b, states_f, states_b = self._forward_fused(x, training, mask, init_f, init_b)
         else:
             y_f, y_b, states_f, states_b = self._forward_pair(x, training, mask, init_f, init_b)
-        if training:
-            self._merge_cache = (y_f, y_b)
+        self._merge_cache = (y_f, y_b) if training else None
         y = self._merge(y_f, y_b)
         if self.return_state:
             return ([y] if self.merge_mode is not None else list(y)) + states_f + states_b
@@ -525,11 +538,15 @@ class Bidirectional(Layer):
             keep = config.rng().random((2, B, H)) >= f.recurrent_dropout
             rec_mask = (keep / (1 - f.recurrent_dropout)).astype(self.dtype)
         core_x, batch_first = core_layout(plan.core_input(xb))
-        wf, wb = f._weight_arrays(), b._weight_arrays()
-        weights = [None if a is None else np.stack([a, c]) for a, c in zip(wf, wb)]
+        if training:
+            wf, wb = f._weight_arrays(), b._weight_arrays()
+            weights = [None if a is None else np.stack([a, c]) for a, c in zip(wf, wb)]
+            options = f._cell_options()
+        else:
+            weights, options = [self._packed_pair(), None, None, None], {}
         kwargs = dict(h0=states[0], lengths=plan.lengths, batch_first=batch_first,
                       training=bool(training), recurrent_mask=rec_mask, bidirectional=True,
-                      **f._cell_options())
+                      **options)
         if f.cell == "lstm":
             kwargs["c0"] = states[1]
         out = _FORWARD[f.cell](core_x, *weights, **kwargs)
@@ -541,11 +558,23 @@ class Bidirectional(Layer):
             y_f, y_b = yb[..., :H], yb[..., H:]
         else:
             y_f, y_b = plan.last_output(out.h_n[0]), plan.last_output(out.h_n[1])
-        if training:
-            self._cache = (plan, out.ctx, batch_first, init_f is not None)
+        self._cache = (plan, out.ctx, batch_first, init_f is not None) if training else None
         states_f = [s[0] for s in final] if self.return_state else []
         states_b = [s[1] for s in final] if self.return_state else []
         return y_f, y_b, states_f, states_b
+
+    def _packed_pair(self):
+        """Both directions' weights packed as one bidirectional handle, packed again only after
+        either direction's weights changed (inference never packs per call)."""
+        f, b = self.forward_layer, self.backward_layer
+        versions = tuple(p.version for p in f.parameters + b.parameters)
+        if getattr(self, "_packed_versions", None) != versions:
+            wf, wb = f._weight_arrays(), b._weight_arrays()
+            stacked = [None if a is None else np.stack([a, c]) for a, c in zip(wf, wb)]
+            self._packed = F.pack_weights(f.cell, *stacked, bidirectional=True,
+                                          **f._cell_options())
+            self._packed_versions = versions
+        return self._packed
 
     def _merge(self, y_f, y_b):
         m = self.merge_mode
@@ -571,6 +600,9 @@ class Bidirectional(Layer):
         sg = list(state_grads) if state_grads is not None else []
         sg = sg + [None] * (n_f + n_b - len(sg))
         sg_f, sg_b = sg[:n_f], sg[n_f:]
+        if self._merge_cache is None:
+            raise RuntimeError(f"{self.name}: backward needs a forward call with training=True "
+                               f"first (the last forward was an inference call, or none)")
         y_f, y_b = self._merge_cache
         m = self.merge_mode
         if m == "concat":
@@ -599,7 +631,7 @@ class Bidirectional(Layer):
 
     def _backward_fused(self, dy_f, dy_b, sg_f, sg_b):
         f, b = self.forward_layer, self.backward_layer
-        plan, ctx, batch_first, had_initial = self._cache
+        plan, ctx, batch_first, had_initial = self._saved()
         dt = self.dtype
 
         def stack_states(i):

@@ -250,7 +250,7 @@ class Loss:
             return loss, None
         grad = d_values * weights[..., np.newaxis]
         if mask is not None:
-            grad = np.where(mask[..., np.newaxis], grad, 0)
+            grad[~mask] = 0
         grad = grad.astype(y_pred.dtype, copy=False)
         if squeeze_back:
             grad = grad[:, 0]
@@ -372,6 +372,18 @@ class SparseCategoricalCrossentropy(_CategoricalBase):
     _sparse = True
 
     def _per_position(self, y_true, y_pred, need_grad):
+        if self.from_logits:
+            # the common case, per time step of a language model: softmax minus the label's
+            # one-hot, written in place (no one-hot array; the same numbers as the general path)
+            log_q = _log_softmax(y_pred)
+            values = -np.take_along_axis(log_q, y_true[..., np.newaxis], axis=-1)[..., 0]
+            if not need_grad:
+                return values, None
+            grad = np.exp(log_q, out=log_q)
+            flat = grad.reshape(-1, grad.shape[-1])
+            flat[np.arange(flat.shape[0]), y_true.reshape(-1)] -= 1
+            return values, grad
+
         def weights_fn(log_q):
             picked = np.take_along_axis(log_q, y_true[..., np.newaxis], axis=-1)[..., 0]
             if not need_grad:

@@ -291,3 +291,23 @@ def test_short_calls_split_by_units_match_the_reference(name, cell, G, opts, B, 
     want = getattr(R, cell)(x, *w, h0=h0, **opts, **extra)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
+@pytest.mark.parametrize("B", [9, 33, 64, 65])
+def test_single_step_calls_reading_weights_in_place(name, cell, G, opts, B):
+    """A one-step call of up to 64 rows reads W_ih and W_hh in place (no packing): forward,
+    training forward and backward still give the reference's numbers."""
+    rng = np.random.default_rng(17)
+    I, H = 24, 40
+    x = rng.standard_normal((1, B, I))
+    w = _weights(rng, G, I, H)
+    extra = {"c0": rng.standard_normal((B, H))} if cell == "lstm" else {}
+    h0 = rng.standard_normal((B, H))
+    got = getattr(F, cell)(x, *w, h0=h0, training=True, **opts, **extra)
+    want = getattr(R, cell)(x, *w, h0=h0, training=True, **opts, **extra)
+    for a, b in zip(got[:-1], want[:-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    dy = rng.standard_normal((1, B, H))
+    _grads_close(getattr(F, cell + "_backward")(got.ctx, dy=dy),
+                 getattr(R, cell + "_backward")(want.ctx, dy=dy))

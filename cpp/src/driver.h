@@ -149,6 +149,9 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
 
 // Calls with at most this many valid (t, b) rows read unpacked weights in place.
 constexpr int64_t kInPlaceRows = 8;
+// A single step reads each weight matrix once for all its rows: packing (two passes over the
+// weights) pays back only for a batch this large.
+constexpr int64_t kInPlaceSingleStepRows = 64;
 // Inference calls with at most this many valid rows project inside the time loop's region.
 constexpr int64_t kFusedProjectionRows = 32;
 
@@ -262,7 +265,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     cell.fold_bias(bias.data(), w, H);
     // Packing a matrix costs two passes over it and pays back over many rows or steps; a call
     // with only a few (a single step of a small batch) reads the weights in place instead.
-    const bool in_place = !prepared && N <= kInPlaceRows;
+    const bool in_place = !prepared && (N <= kInPlaceRows ||
+                                        (sched.steps == 1 && N <= kInPlaceSingleStepRows));
     PackedB<T> ih_local;
     if (!prepared) {
         if (in_place)

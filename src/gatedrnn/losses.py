@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._registry import deserialize_from
+
 __all__ = [
     "Loss",
     "MeanSquaredError",
@@ -420,15 +422,7 @@ def serialize(loss):
 
 def deserialize(config):
     """Inverse of :func:`serialize`."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError("config: expected a dict with 'class_name' and 'config' keys, "
-                        f"got {config!r}")
-    name = config["class_name"]
-    cls = _CLASSES.get(name)
-    if cls is None:
-        raise ValueError(f"config: unknown loss class {name!r}; expected one of "
-                         f"{sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return deserialize_from(_CLASSES, config, "loss")
 
 
 def get(identifier):

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._registry import deserialize_from
+
 from . import losses as _losses
 from .losses import _as_class_indices, _as_mask, _as_numeric, _as_prediction, _as_targets
 
@@ -353,14 +355,7 @@ def serialize(metric):
 
 def deserialize(config):
     """Inverse of :func:`serialize`."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError("config: expected a dict with 'class_name' and 'config' keys, "
-                        f"got {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"config: unknown metric class {config['class_name']!r}; expected one "
-                         f"of {sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return deserialize_from(_CLASSES, config, "metric")
 
 
 def get(identifier, loss=None):

@@ -398,12 +398,9 @@ class Sequential:
                "weight_names": [p.name for p in self.parameters]}
         arrays = self._weight_arrays()
         if self.compiled and self._compile_config_loads():
-            cfg["compile"] = {"optimizer": self.optimizer.get_config(),
-                              "optimizer_class": type(self.optimizer).__name__,
+            cfg["compile"] = {"optimizer": _optim.serialize(self.optimizer),
                               "loss": _losses.serialize(self.loss),
-                              "metrics": [m.get_config() | {"class_name": type(m).__name__}
-                                          for m in self.metrics],
-                              "metric_names": [m.name for m in self.metrics]}
+                              "metrics": [_metrics.serialize(m) for m in self.metrics]}
             for k, v in self.optimizer.get_state().items():
                 arrays["optimizer/" + k] = v
         saving.write_archive(path, cfg, arrays)
@@ -412,19 +409,15 @@ class Sequential:
         """Whether load_model can rebuild this optimizer, loss and metrics from their configs
         (built-in classes only); if not, save() stores the model without them and warns."""
         try:
-            if getattr(_optim, type(self.optimizer).__name__, None) is not type(self.optimizer):
-                raise ValueError(f"optimizer {type(self.optimizer).__name__}")
+            _optim.deserialize(_optim.serialize(self.optimizer))
             _losses.deserialize(_losses.serialize(self.loss))
             for m in self.metrics:
-                cls = getattr(_metrics, type(m).__name__, None)
-                if cls is not type(m):
-                    raise ValueError(f"metric {type(m).__name__}")
-                cls.from_config(m.get_config())
+                _metrics.deserialize(_metrics.serialize(m))
         except (ValueError, TypeError) as e:
             warnings.warn(f"{self.name}: save() stores the architecture and weights but not the "
-                          f"compile settings: {e} cannot be rebuilt from a config (only the "
-                          f"built-in optimizers, losses and metrics can); compile the loaded "
-                          f"model again", stacklevel=3)
+                          f"compile settings, which only built-in optimizers, losses and "
+                          f"metrics can be rebuilt from ({e}); compile the loaded model again",
+                          stacklevel=3)
             return False
         return True
 
@@ -468,14 +461,9 @@ def load_model(path, compile=True):
     model._assign_saved_weights(arrays, path)
     comp = cfg.get("compile")
     if compile and comp:
-        opt_cls = getattr(_optim, comp["optimizer_class"])
-        optimizer = opt_cls.from_config(comp["optimizer"])
-        metrics = []
-        for m in comp["metrics"]:
-            m = dict(m)
-            metrics.append(getattr(_metrics, m.pop("class_name")).from_config(m))
+        optimizer = _optim.deserialize(comp["optimizer"])
         model.compile(optimizer=optimizer, loss=_losses.deserialize(comp["loss"]),
-                      metrics=metrics)
+                      metrics=[_metrics.deserialize(m) for m in comp["metrics"]])
         state = {k[len("optimizer/"):]: v for k, v in arrays.items()
                  if k.startswith("optimizer/")}
         if state:

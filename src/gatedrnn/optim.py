@@ -42,6 +42,8 @@ import warnings
 
 import numpy as np
 
+from ._registry import deserialize_from
+
 __all__ = [
     "Optimizer",
     "SGD",
@@ -671,14 +673,7 @@ def serialize(optimizer):
 
 def deserialize(config):
     """Inverse of :func:`serialize`."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError("config: expected a dict with 'class_name' and 'config' keys, "
-                        f"got {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"config: unknown optimizer class {config['class_name']!r}; expected "
-                         f"one of {sorted(_CLASSES)}")
-    return cls.from_config(dict(config.get("config", {})))
+    return deserialize_from(_CLASSES, config, "optimizer")
 
 
 def get(identifier):

@@ -303,3 +303,13 @@ def numerical_gradient(f, a, eps=1e-6):
         a[idx] = orig
         g[idx] = (f_plus - f_minus) / (2 * eps)
     return g
+
+
+def randomize_weights(layer, rng, scale=0.5):
+    """Weights ~ U(-1, 1) * 2 * scale / sqrt(fan), non-zero biases: every term counts."""
+    ws = []
+    for w in layer.get_weights():
+        fan = max(w.shape[-1], 1)
+        ws.append(rng.uniform(-1, 1, w.shape).astype(w.dtype) * (2 * scale / np.sqrt(fan)))
+    layer.set_weights(ws)
+    return layer

@@ -18,6 +18,7 @@ import pytest
 
 import gatedrnn.functional as F
 from conftest import (
+    numerical_gradient,
     backward,
     forward,
     make_inputs,
@@ -44,19 +45,7 @@ def _loss(variant, kw, given, reverse):
 
 
 def numeric_gradient(f, a):
-    """Central differences of the scalar f() with respect to every element of array a
-    (perturbed in place, restored afterwards)."""
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        up = f()
-        flat[i] = old - EPS
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * EPS)
-    return g
+    return numerical_gradient(f, a, EPS)
 
 
 CASES = {

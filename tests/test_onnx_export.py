@@ -26,6 +26,7 @@ import pytest
 
 import gatedrnn as gr
 from conftest import assert_close, seed_of
+from conftest import randomize_weights as randomize
 from gatedrnn.interop.onnx_export import MIN_OPSET, to_onnx
 
 pytestmark = pytest.mark.peers
@@ -88,16 +89,6 @@ def check(got, want, K=I + H, what=""):
     for k, (g, w) in enumerate(zip(got, want)):
         assert_close(np.asarray(g), np.asarray(w), dtype=F32, K=K, factor=2.0,
                      name=f"{what} output {k}")
-
-
-def randomize(layer, rng, scale=0.5):
-    """Weights ~ U(-scale/sqrt(H), scale/sqrt(H))*2 with non-zero biases: every term counts."""
-    ws = []
-    for w in layer.get_weights():
-        fan = max(w.shape[-1], 1)
-        ws.append(rng.uniform(-1, 1, w.shape).astype(w.dtype) * (2 * scale / np.sqrt(fan)))
-    layer.set_weights(ws)
-    return layer
 
 
 def mask_of(lengths, T=T):

@@ -26,6 +26,7 @@ import pytest
 
 import gatedrnn as gr
 from conftest import seed_of
+from conftest import randomize_weights as randomize
 
 pytestmark = pytest.mark.peers
 
@@ -62,16 +63,6 @@ def check(got, want, what=""):
         assert g.dtype == w.dtype, f"{what} output {k}: dtype {g.dtype} != {w.dtype}"
         assert g.shape == w.shape, f"{what} output {k}: shape {g.shape} != {w.shape}"
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=f"{what} output {k}")
-
-
-def randomize(layer, rng, scale=0.5):
-    """Weights ~ U(-1, 1) * 2 * scale / sqrt(fan), non-zero biases: every term counts."""
-    ws = []
-    for w in layer.get_weights():
-        fan = max(w.shape[-1], 1)
-        ws.append(rng.uniform(-1, 1, w.shape).astype(w.dtype) * (2 * scale / np.sqrt(fan)))
-    layer.set_weights(ws)
-    return layer
 
 
 def mask_of(lengths, T=T):

@@ -151,10 +151,17 @@ def test_set_num_threads_caps_every_call_and_keeps_results():
         np.testing.assert_allclose(out.y, ref.y, rtol=1e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("2", TypeError)])
-def test_set_num_threads_rejects_bad_values(bad, error):
-    with pytest.raises(error, match="n"):
+@pytest.mark.parametrize("bad, error, match", [
+    (-1, ValueError, r"n: expected a thread count >= 1 \(or 0 for the default\), got -1"),
+    (1.5, TypeError, "n: expected an int, got float"),
+    ("2", TypeError, "n: expected an int, got str"),
+    (True, TypeError, "n: expected an int, got bool"),
+])
+def test_set_num_threads_rejects_bad_values(bad, error, match):
+    before = gatedrnn.get_num_threads()
+    with pytest.raises(error, match=match):
         gatedrnn.set_num_threads(bad)
+    assert gatedrnn.get_num_threads() == before
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gatedrnn/common.h"
+#include "gatedrnn/memory.h"
 
 namespace gatedrnn::bindings {
 
@@ -138,10 +139,33 @@ inline int64_t elements(const std::vector<int64_t>& dims, size_t itemsize) {
     return n;
 }
 
+// A new C-contiguous array. Large ones own a block of the core's cache (gatedrnn/memory.h),
+// given back when NumPy frees the array, so a training loop reuses the same memory every step.
 template <typename T>
 py::array_t<T> new_array(const std::vector<int64_t>& dims) {
-    elements(dims, sizeof(T));
-    return py::array_t<T>(std::vector<py::ssize_t>(dims.begin(), dims.end()));
+    const int64_t n = elements(dims, sizeof(T));
+    const std::vector<py::ssize_t> shape(dims.begin(), dims.end());
+    const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+    if (bytes < kCachedBlockBytes) return py::array_t<T>(shape);
+    struct Owned {
+        void* block;
+        size_t bytes;
+    };
+    Owned* owned = new Owned{acquire_block(bytes), bytes};
+    py::capsule owner;
+    try {
+        owner = py::capsule(owned, [](void* o) {
+            Owned* own = static_cast<Owned*>(o);
+            release_block(own->block, own->bytes);
+            delete own;
+        });
+    } catch (...) {
+        release_block(owned->block, owned->bytes);
+        delete owned;
+        throw;
+    }
+    void* block = owned->block;
+    return py::array_t<T>(shape, static_cast<T*>(block), owner);
 }
 
 template <typename T>

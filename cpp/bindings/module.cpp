@@ -13,6 +13,7 @@
 #include "gatedrnn/gru.h"
 #include "gatedrnn/lstm.h"
 #include "gatedrnn/rnn.h"
+#include "gatedrnn/memory.h"
 #include "gatedrnn/threads.h"
 #include "isa/dispatch.h"
 #include "packed.h"
@@ -539,6 +540,8 @@ py::dict info() {
     d["num_threads"] = max_threads();
     d["simd"] = std::string(isa::active().name);
     d["simd_available"] = isa::available();
+    d["memory_cache_limit"] = memory_cache_limit();
+    d["memory_cached"] = memory_cached();
     return d;
 }
 
@@ -649,4 +652,14 @@ PYBIND11_MODULE(_core, m) {
         gatedrnn::set_max_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &gatedrnn::max_threads);
+    m.def("set_memory_cache_limit", [](long long bytes) {
+        if (bytes < 0)
+            throw gatedrnn::ValueError("nbytes: expected a byte count >= 0, got " + std::to_string(bytes));
+        gatedrnn::set_memory_cache_limit(static_cast<size_t>(bytes));
+    }, py::arg("nbytes"));
+    m.def("empty_memory_cache", &gatedrnn::empty_memory_cache);
+    m.def("_fill_memory_cache", [](int byte) {
+        if (byte < 0 || byte > 255) throw gatedrnn::ValueError("byte: expected 0..255, got " + std::to_string(byte));
+        gatedrnn::fill_memory_cache(static_cast<unsigned char>(byte));
+    }, py::arg("byte"));
 }

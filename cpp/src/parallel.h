@@ -4,6 +4,7 @@
 // bindings report as MemoryError).
 #pragma once
 
+#include "gatedrnn/memory.h"
 #include "gatedrnn/threads.h"
 
 #include <cstddef>
@@ -50,30 +51,49 @@ inline int64_t checked_add(int64_t a, int64_t b) {
     return a + b;
 }
 
-struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
-};
-
-// An uninitialised, 64-byte aligned array of n elements.
+// An uninitialised, 64-byte aligned array of n elements; large ones come from the block cache
+// (gatedrnn/memory.h), so the same step run again does not fault its memory in again.
 template <typename T>
 class Buffer {
 public:
     Buffer() = default;
     explicit Buffer(int64_t n) { reset(n); }
+    Buffer(Buffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_), size_(other.size_) {
+        other.ptr_ = nullptr;
+        other.bytes_ = 0;
+        other.size_ = 0;
+    }
+    Buffer& operator=(Buffer&& other) noexcept {
+        if (this != &other) {
+            release_block(ptr_, bytes_);
+            ptr_ = other.ptr_;
+            bytes_ = other.bytes_;
+            size_ = other.size_;
+            other.ptr_ = nullptr;
+            other.bytes_ = 0;
+            other.size_ = 0;
+        }
+        return *this;
+    }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    ~Buffer() { release_block(ptr_, bytes_); }
+
     void reset(int64_t n) {
         const int64_t bytes = checked_mul(n < 1 ? 1 : n, static_cast<int64_t>(sizeof(T)));
-        const int64_t rounded = checked_add(bytes, 63) / 64 * 64;
-        if (static_cast<uint64_t>(rounded) > std::numeric_limits<size_t>::max()) throw std::bad_alloc();
-        void* p = std::aligned_alloc(64, static_cast<size_t>(rounded));
-        if (!p) throw std::bad_alloc();
-        ptr_.reset(static_cast<T*>(p));
+        if (static_cast<uint64_t>(bytes) > std::numeric_limits<size_t>::max() / 2) throw std::bad_alloc();
+        T* p = static_cast<T*>(acquire_block(static_cast<size_t>(bytes)));
+        release_block(ptr_, bytes_);
+        ptr_ = p;
+        bytes_ = static_cast<size_t>(bytes);
         size_ = n;
     }
-    T* get() const { return ptr_.get(); }
+    T* get() const { return ptr_; }
     int64_t size() const { return size_; }
 
 private:
-    std::unique_ptr<T, FreeDeleter> ptr_;
+    T* ptr_ = nullptr;
+    size_t bytes_ = 0;
     int64_t size_ = 0;
 };
 

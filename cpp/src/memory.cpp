@@ -1,0 +1,165 @@
+// The block cache behind gatedrnn/memory.h.
+#include "gatedrnn/memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+namespace gatedrnn {
+namespace {
+
+constexpr size_t kHugeAlign = size_t(2) << 20;
+constexpr size_t kHugeFrom = size_t(4) << 20;
+constexpr size_t kDefaultLimitMB = 1024;
+
+// Sizes are rounded up to a class so that requests which differ by a little (a batch with one
+// row less) share blocks: 64 KB steps below 4 MB, 2 MB steps above.
+size_t size_class(size_t bytes) {
+    const size_t step = bytes < kHugeFrom ? size_t(64) << 10 : kHugeAlign;
+    if (bytes > SIZE_MAX - step) throw std::bad_alloc();
+    return (bytes + step - 1) / step * step;
+}
+
+void* system_block(size_t bytes) {
+    const size_t align = bytes >= kHugeFrom ? kHugeAlign : 64;
+    void* p = std::aligned_alloc(align, bytes);
+    if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (bytes >= kHugeFrom) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure is fine
+#endif
+    return p;
+}
+
+size_t default_limit() {
+    const char* env = std::getenv("GATEDRNN_MEMORY_CACHE_MB");
+    if (env && *env) {
+        char* end = nullptr;
+        const unsigned long long mb = std::strtoull(env, &end, 10);
+        if (end && *end == '\0') return static_cast<size_t>(mb) << 20;
+    }
+    return kDefaultLimitMB << 20;
+}
+
+class Cache {
+public:
+    void* acquire(size_t bytes) {
+        if (bytes < kCachedBlockBytes) {
+            void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+            if (!p) throw std::bad_alloc();
+            return p;
+        }
+        const size_t size = size_class(bytes);
+        {
+            std::lock_guard<std::mutex> guard(lock_);
+            auto it = free_.find(size);
+            if (it != free_.end()) {
+                void* p = it->second;
+                free_.erase(it);
+                cached_ -= size;
+                return p;
+            }
+        }
+        return system_block(size);
+    }
+
+    void release(void* p, size_t bytes) noexcept {
+        if (!p) return;
+        if (bytes < kCachedBlockBytes) {
+            std::free(p);
+            return;
+        }
+        const size_t size = size_class(bytes);
+        std::vector<void*> drop;
+        {
+            std::lock_guard<std::mutex> guard(lock_);
+            if (size > limit_) {
+                drop.push_back(p);
+            } else {
+                try {
+                    free_.emplace(size, p);
+                    cached_ += size;
+                } catch (...) {
+                    drop.push_back(p);
+                }
+                trim_locked(limit_, drop);
+            }
+        }
+        for (void* q : drop) std::free(q);
+    }
+
+    size_t limit() {
+        std::lock_guard<std::mutex> guard(lock_);
+        return limit_;
+    }
+    void set_limit(size_t bytes) {
+        std::vector<void*> drop;
+        {
+            std::lock_guard<std::mutex> guard(lock_);
+            limit_ = bytes;
+            trim_locked(limit_, drop);
+        }
+        for (void* q : drop) std::free(q);
+    }
+    size_t cached() {
+        std::lock_guard<std::mutex> guard(lock_);
+        return cached_;
+    }
+    void fill(unsigned char byte) {
+        std::lock_guard<std::mutex> guard(lock_);
+        for (auto& entry : free_) std::memset(entry.second, byte, entry.first);
+    }
+    void empty() {
+        std::vector<void*> drop;
+        {
+            std::lock_guard<std::mutex> guard(lock_);
+            trim_locked(0, drop);
+        }
+        for (void* q : drop) std::free(q);
+    }
+
+private:
+    // Drops the largest blocks until at most `keep` bytes stay cached.
+    void trim_locked(size_t keep, std::vector<void*>& drop) {
+        while (cached_ > keep && !free_.empty()) {
+            auto it = std::prev(free_.end());
+            cached_ -= it->first;
+            try {
+                drop.push_back(it->second);
+            } catch (...) {
+                std::free(it->second);
+            }
+            free_.erase(it);
+        }
+    }
+
+    std::mutex lock_;
+    std::multimap<size_t, void*> free_;  // size class -> released block
+    size_t cached_ = 0;
+    size_t limit_ = default_limit();
+};
+
+// Never destroyed: NumPy arrays holding blocks may be released after static destructors ran.
+Cache& cache() {
+    static Cache* instance = new Cache();
+    return *instance;
+}
+
+}  // namespace
+
+void* acquire_block(size_t bytes) { return cache().acquire(bytes == 0 ? 1 : bytes); }
+void release_block(void* p, size_t bytes) noexcept { cache().release(p, bytes == 0 ? 1 : bytes); }
+size_t memory_cache_limit() { return cache().limit(); }
+void set_memory_cache_limit(size_t bytes) { cache().set_limit(bytes); }
+size_t memory_cached() { return cache().cached(); }
+void empty_memory_cache() { cache().empty(); }
+void fill_memory_cache(unsigned char byte) { cache().fill(byte); }
+
+}  // namespace gatedrnn

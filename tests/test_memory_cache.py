@@ -1,0 +1,140 @@
+"""The core's cache of large blocks (gatedrnn/memory.h): released blocks are reused, the limit
+holds, and no kernel reads memory it did not write.
+
+The last point is what the cache puts at risk: fresh pages from the operating system are zero,
+recycled blocks hold whatever the previous user left. Every cached block is overwritten with
+0xFF bytes (NaN in float32 and float64) before the calls under test, whose results must then be
+bit-identical to the same calls with the cache off.
+"""
+
+import numpy as np
+import pytest
+
+import gatedrnn as gr
+from gatedrnn import _core
+from gatedrnn import functional as F
+
+from conftest import VARIANTS, backward, forward, make_inputs, make_output_grads
+
+DEFAULT_LIMIT = gr.info()["memory_cache_limit"]
+
+
+@pytest.fixture
+def cache_limit():
+    """Restores the process's cache limit after the test."""
+    yield gr.set_memory_cache_limit
+    gr.set_memory_cache_limit(DEFAULT_LIMIT)
+
+
+def _train_step(variant, kw, grads_seed, bidirectional):
+    """Forward (training) and backward of one call; every output, as copies."""
+    extra = {"training": True}
+    if bidirectional:
+        extra["bidirectional"] = True
+    out = forward(F, variant, kw, **extra)
+    g = make_output_grads(np.random.default_rng(grads_seed), variant, out)
+    grads = backward(F, variant, out.ctx, **g, return_dh_seq=True)
+    results = [np.array(a) for a in out if isinstance(a, np.ndarray)]
+    results += [np.array(a) for a in grads if isinstance(a, np.ndarray)]
+    inference = forward(F, variant, kw, **({"bidirectional": True} if bidirectional else {}))
+    results += [np.array(a) for a in inference if isinstance(a, np.ndarray)]
+    return results
+
+
+def _stack_for_bidirectional(kw):
+    kw = dict(kw)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        kw[name] = np.stack([kw[name], kw[name][::-1].copy()])
+    for name in ("h0", "c0"):
+        if kw.get(name) is not None:
+            kw[name] = np.stack([kw[name], -kw[name]])
+    return kw
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", ["full", "mixed-lengths", "mask-bidirectional"])
+def test_recycled_blocks_change_no_result(variant, dtype, case, cache_limit):
+    rng = np.random.default_rng(7)
+    # large enough that the workspace, gradients and outputs are all cached blocks (>= 256 KB)
+    T, B, I, H = 24, 20, 96, 128
+    kw = make_inputs(rng, variant, T, B, I, H, dtype,
+                     lengths="mixed" if case == "mixed-lengths" else None,
+                     mask=case == "mask-bidirectional")
+    bidirectional = case == "mask-bidirectional"
+    if bidirectional:
+        kw = _stack_for_bidirectional(kw)
+        kw["recurrent_mask"] = np.stack([kw["recurrent_mask"], kw["recurrent_mask"][::-1].copy()])
+
+    cache_limit(0)
+    want = _train_step(variant, kw, 1, bidirectional)
+    assert gr.info()["memory_cached"] == 0
+
+    cache_limit(DEFAULT_LIMIT)
+    _train_step(variant, kw, 1, bidirectional)        # fills the cache with this call's blocks
+    assert gr.info()["memory_cached"] > 0
+    _core._fill_memory_cache(0xFF)
+    got = _train_step(variant, kw, 1, bidirectional)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w, err_msg=f"result {i}")
+
+
+def test_blocks_are_reused_and_the_limit_holds(cache_limit):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 16, 128)).astype(np.float32)
+    w_ih = rng.standard_normal((512, 128)).astype(np.float32) * 0.05
+    w_hh = rng.standard_normal((512, 128)).astype(np.float32) * 0.05
+
+    gr.empty_memory_cache()
+    assert gr.info()["memory_cached"] == 0
+    out = F.lstm(x, w_ih, w_hh, training=True)
+    ws_bytes = out.ctx.workspace.nbytes
+    assert ws_bytes >= 256 << 10
+    del out
+    held = gr.info()["memory_cached"]
+    assert held >= ws_bytes          # the workspace and y came back
+
+    out = F.lstm(x, w_ih, w_hh, training=True)
+    assert gr.info()["memory_cached"] < held   # ... and were handed out again
+    del out
+
+    cache_limit(ws_bytes // 2)       # below the workspace's block: it is not kept
+    assert gr.info()["memory_cache_limit"] == ws_bytes // 2
+    assert gr.info()["memory_cached"] <= ws_bytes // 2
+    out = F.lstm(x, w_ih, w_hh, training=True)
+    del out
+    assert gr.info()["memory_cached"] <= ws_bytes // 2
+
+    gr.empty_memory_cache()
+    assert gr.info()["memory_cached"] == 0
+
+
+def test_arrays_from_the_cache_are_ordinary_writable_arrays():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 32, 64)).astype(np.float64)
+    w_ih = rng.standard_normal((192, 64)) * 0.1
+    w_hh = rng.standard_normal((192, 64)) * 0.1
+    y, h_n, ctx = F.gru(x, w_ih, w_hh, training=True)
+    assert y.nbytes >= 256 << 10
+    assert y.flags.c_contiguous and y.flags.writeable and y.flags.aligned
+    y2 = y.copy()
+    y += 1.0                          # the array is the caller's to change
+    np.testing.assert_array_equal(y, y2 + 1.0)
+    view = y[::2]                     # a view keeps the block alive after y is gone
+    del y, ctx
+    gr.empty_memory_cache()
+    np.testing.assert_array_equal(view, (y2 + 1.0)[::2])
+
+
+@pytest.mark.parametrize("value, exc, match", [
+    (-1, ValueError, "nbytes: expected a byte count >= 0, got -1"),
+    (1.5, TypeError, "nbytes: expected an int, got float"),
+    ("1", TypeError, "nbytes: expected an int, got str"),
+    (True, TypeError, "nbytes: expected an int, got bool"),
+])
+def test_set_memory_cache_limit_rejects_bad_values(value, exc, match, cache_limit):
+    with pytest.raises(exc, match=match):
+        gr.set_memory_cache_limit(value)
+    assert gr.info()["memory_cache_limit"] == DEFAULT_LIMIT

@@ -56,7 +56,8 @@ void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, 
     out.N = N;
     out.panels = (N + k.nr - 1) / k.nr;
     out.data.reset(checked_mul(checked_mul(out.panels, k.nr), K));
-    const int threads = threads_for_work(static_cast<double>(K) * N / 8);
+    // Moving one element (a strided gather when transposing) costs several multiply-adds.
+    const int threads = threads_for_work(static_cast<double>(K) * N * 4);
     T* dst = out.data.get();
     parallel_chunks(out.panels, threads, [&](int64_t begin, int64_t end, int) {
         for (int64_t p = begin; p < end; ++p)

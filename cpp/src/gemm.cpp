@@ -22,6 +22,8 @@ constexpr int64_t kKC = 256;                 // depth of a cache block
 #endif
 constexpr int64_t kABlockBytes = GATEDRNN_A_BLOCK_BYTES;  // a packed A block stays in L2
 constexpr int64_t kPackA = 24;               // from this many rows on, A is packed,
+constexpr int64_t kPrefetchTiles = 8;        // row tiles per B block from which the next
+                                             // block is prefetched while this one is used
 constexpr int64_t kPackAPanels = 3;          // if this many B panels reuse it (a GEMM with a
                                              // narrow B, such as dX = dG W_ih for a small input,
                                              // reads each A element once or twice: packing
@@ -196,7 +198,17 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                 for (int64_t p = p0; p < p1; ++p) {
                     const int64_t j0 = p * nr, cols = std::min(nr, N - j0);
                     const T* b = packed.panel(p) + k0 * nr;
-                    for (int64_t i = 0; i < rows; i += mr) {
+                    // The B block after this one (next panel, else the next depth block) comes
+                    // from L3 or memory: fetch it into L2 a slice per row tile, so the first
+                    // tile that uses it does not stall. Only worth it with many row tiles.
+                    const T* next_b = p + 1 < p1 ? packed.panel(p + 1) + k0 * nr
+                                      : k0 + kc < K ? packed.panel(p0) + (k0 + kc) * nr : nullptr;
+                    const int64_t next_lines = next_b ? (std::min(kKC, K - (p + 1 < p1 ? k0 : k0 + kc)) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
+                    const int64_t row_tiles = (rows + mr - 1) / mr;
+                    const int64_t lines_per_tile = row_tiles >= kPrefetchTiles ? (next_lines + row_tiles - 1) / row_tiles : 0;
+                    for (int64_t i = 0, line = 0; i < rows; i += mr) {
+                        for (int64_t e = std::min(next_lines, line + lines_per_tile); line < e; ++line)
+                            __builtin_prefetch(reinterpret_cast<const char*>(next_b) + line * 64, 0, 2);
                         const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
                         k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? mr : a_col,
                                  std::min(mr, rows - i), b, C + (i0 + i) * ldc + j0, ldc, cols,

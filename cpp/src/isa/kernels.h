@@ -153,6 +153,13 @@ struct GemmKernels {
         // flight: with one row and one sum per column vector, every FMA would wait for the
         // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
         constexpr int U = M >= 4 ? 1 : (M == 1 ? 4 : 2);
+        // C is read or written once, after the k loop; fetch its lines now so that a C that is
+        // not in cache (a fresh output, such as the input projection's) costs no stall then.
+        if constexpr (Packed)
+            for (int i = 0; i < M; ++i) {
+                __builtin_prefetch(C + i * ldc, 1, 3);
+                __builtin_prefetch(C + i * ldc + NR - 1, 1, 3);
+            }
         typename V::R acc0[U][M], acc1[U][M];
         for (int u = 0; u < U; ++u)
             for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();

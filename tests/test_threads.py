@@ -129,6 +129,38 @@ def test_one_thread_and_all_threads_match_the_reference(variant):
         set_threads(saved)
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_two_thread_unit_split_backward_matches_the_reference(variant, dtype):
+    """Two threads splitting every step by hidden units (B = 40 is under two row tiles per
+    thread; H = 128 gives 4 panels and work enough for two threads even for the RNN), with
+    ragged lengths that shrink the running batch step by step and the block cache poisoned with
+    NaN first: every step's barrier-separated phases must see only what the other thread
+    finished writing."""
+    T, B, I, H = 9, 40, 24, 128
+    rng = np.random.default_rng(5)
+    kw = make_inputs(rng, variant, T, B, I, H, dtype, lengths="mixed", mask=True)
+    kw["lengths"][:3] = [T, 8, 7]
+    ref = forward(R, variant, upcast(kw), training=True)
+    given = make_output_grads(rng, variant, ref)
+    given = {k: (v.astype(dtype) if v is not None else None) for k, v in given.items()}
+    ref_grads = backward(R, variant, ref.ctx, **upcast(given), return_dh_seq=True)
+    want = dict(ref._asdict())
+    want.update(ref_grads._asdict())
+    K = grad_reduction_lengths(variant, T, B, I, H)
+    saved = gatedrnn.get_num_threads()
+    try:
+        gatedrnn.set_num_threads(2)
+        gatedrnn._core._fill_memory_cache(0xFF)
+        got = _run((variant, kw, False, given, None))
+    finally:
+        gatedrnn.set_num_threads(saved)
+    for name, w in want.items():
+        if name == "ctx" or w is None:
+            continue
+        assert_close(got[name], w, dtype=dtype, K=K.get(name, H), name=name)
+
+
 def test_gil_is_released_while_computing():
     """While one thread is inside the core, another Python thread keeps running.
 

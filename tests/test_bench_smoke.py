@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -238,3 +239,52 @@ def test_a_disturbed_case_is_retried(monkeypatch):
     (row,) = report["cases"]
     assert row["attempts"] == 2 and row["foreign_cpu"] == 0.02 and waits == [7.0]
     assert "[busy" not in bench.format_report(report)
+
+
+def test_interleaved_rounds_take_turns_and_follow_the_round_plan():
+    """Implementations are timed in alternating rounds, the order rotating every round, each
+    inside its own context, with the same round plan as measure()."""
+    log = []
+
+    class Ctx:
+        def __init__(self, name):
+            self.name = name
+
+        def __enter__(self):
+            log.append(("enter", self.name))
+
+        def __exit__(self, *exc):
+            log.append(("exit", self.name))
+
+    def make(name, seconds):
+        def fn():
+            log.append(("call", name))
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return fn
+
+    entries = {"a": (make("a", 0.001), lambda: Ctx("a"), 0.001),
+               "b": (make("b", 0.004), lambda: Ctx("b"), 0.004)}
+    timings = bench.measure_interleaved(entries, min_time=0.02, max_time=0.2, min_rounds=3,
+                                        settle=0, round_time=0.002)
+    # round plans: ~2 ms rounds, so a calls twice per round and b once
+    assert timings["a"].number == 2 and timings["b"].number == 1
+    for name, t in timings.items():
+        assert t.rounds >= 3 and t.total >= 0.02 - 1e-3
+        assert 0.0005 < t.median < 0.05
+    assert timings["a"].median < timings["b"].median
+    # every call happens inside its own context, and turns alternate with rotating order
+    turns, inside = [], None
+    for what, name in log:
+        if what == "enter":
+            inside = name
+            turns.append(name)
+        elif what == "exit":
+            inside = None
+        else:
+            assert inside == name
+    both = min(timings["a"].rounds, timings["b"].rounds)
+    firsts = [turns[2 * r] for r in range(both)]
+    assert firsts[:4] == ["a", "b", "a", "b"][:len(firsts[:4])]
+    assert all({turns[2 * r], turns[2 * r + 1]} == {"a", "b"} for r in range(both))

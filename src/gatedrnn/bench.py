@@ -52,7 +52,11 @@ Measurement (``measure``): each implementation of a case first runs a probe on a
 rounds, at most ``--max-time``; calls shorter than ~2 ms are grouped into rounds of several
 calls); the median per call is reported. A call longer than ``--max-time`` is timed once (the
 probe was its warm-up), and a call whose estimate exceeds ``--max-call`` is not run
-("over budget", the estimate is kept in the JSON).
+("over budget", the estimate is kept in the JSON). gatedrnn, PyTorch and ONNX Runtime are
+warmed up first and then timed in interleaved rounds (``measure_interleaved``: their rounds take
+turns in rounds of ~50 ms, the order rotating, each turn after the previous implementation's
+idle thread pool has stopped spinning: ``wait_until_quiet``), so a slow spell of a shared
+machine hits all of them alike; the NumPy reference is timed on its own afterwards.
 
 Report columns: median time per call (per step for streaming) of each implementation; ``xPyT``,
 ``xORT``, ``xref`` = peer time / gatedrnn time (above 1 means gatedrnn is faster); ``GFLOP/s``
@@ -106,6 +110,7 @@ __all__ = [
     "PARITY_TOL", "Problem", "ThreadSettings", "Timing", "add_arguments", "bandwidth_bound",
     "build_onnx_model", "cases", "check_targets", "deepbench_shapes", "finish_row",
     "format_report", "machine_info", "main", "make_implementations", "make_problem", "measure",
+    "measure_interleaved", "wait_until_quiet",
     "new_row", "parity", "parity_entry", "plan_rounds", "prepare_and_warm", "run",
     "run_from_args", "sgemm_gflops", "summarize", "wait_for_idle", "write_json", "write_png",
 ]
@@ -434,11 +439,11 @@ class Timing:
     total: float       # seconds spent in the timed rounds
 
 
-def plan_rounds(estimate, min_time=0.5, max_time=2.0, min_rounds=3):
-    """(rounds, calls per round) for a call of ``estimate`` seconds: rounds of >= ~2 ms, at
-    least ``min_rounds`` and ``min_time`` in total where that fits in ``max_time``, at least one
-    round."""
-    number = max(1, int(2e-3 / max(estimate, 1e-9)))
+def plan_rounds(estimate, min_time=0.5, max_time=2.0, min_rounds=3, round_time=2e-3):
+    """(rounds, calls per round) for a call of ``estimate`` seconds: rounds of >= ~``round_time``
+    (2 ms), at least ``min_rounds`` and ``min_time`` in total where that fits in ``max_time``, at
+    least one round."""
+    number = max(1, int(round_time / max(estimate, 1e-9)))
     per_round = estimate * number
     rounds = max(min_rounds, math.ceil(min_time / per_round))
     rounds = min(rounds, max(1, int(max_time / per_round)))
@@ -467,6 +472,63 @@ def measure(fn, min_time=0.5, max_time=2.0, min_rounds=3, estimate=None):
         if elapsed + statistics.median(times) * number > max_time:
             break
     return Timing(statistics.median(times), len(times), number, time.perf_counter() - start)
+
+
+def wait_until_quiet(max_wait=0.25, window=0.004, threshold=0.2):
+    """Sleeps until this process's threads have stopped using the CPUs: an idle thread pool
+    busy-waits for a while after its last task (gatedrnn's and PyTorch's OpenMP pools some 6-9
+    ms here, ONNX Runtime's ~50 ms), and would take the cores from whatever runs next. Returns
+    when a ``window`` passes with under ``threshold`` of one CPU used, or after ``max_wait``."""
+    end = time.perf_counter() + max_wait
+    while True:
+        c0, t0 = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        busy = (time.process_time() - c0) / max(time.perf_counter() - t0, 1e-9)
+        if busy < threshold or time.perf_counter() >= end:
+            return
+
+
+def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settle=0.25,
+                        round_time=0.05):
+    """Median seconds per call of each entry, the entries taking turns round by round.
+
+    ``entries``: name -> (fn, ctx, estimate), fn already warmed up, called inside ``ctx()``.
+    Each entry gets a round plan like :func:`measure`'s (rounds of >= ~``round_time``, until
+    ``min_rounds`` rounds and ``min_time`` seconds are done, never past ``max_time``), but the
+    rounds of all entries alternate, and the order rotates every round. On a shared machine a
+    slow spell (another tenant, a frequency change) then falls on every implementation alike
+    instead of on whichever was being timed, so the ratios stay honest. Before each turn the
+    process waits (:func:`wait_until_quiet`, at most ``settle`` seconds) until the previous
+    implementation's idle thread pool has stopped spinning. Rounds of ~50 ms keep those pauses
+    a modest part of the run. Returns name -> Timing.
+    """
+    number = {name: plan_rounds(est, min_time, max_time, min_rounds, round_time)[1]
+              for name, (_, _, est) in entries.items()}
+    times = {name: [] for name in entries}
+    spent = {name: 0.0 for name in entries}
+    active = list(entries)
+    turn = 0
+    while active:
+        shift = turn % len(active)
+        for name in active[shift:] + active[:shift]:
+            fn, ctx, _ = entries[name]
+            if settle > 0:
+                wait_until_quiet(settle)
+            with ctx():
+                t0 = time.perf_counter()
+                for _ in range(number[name]):
+                    fn()
+                dt = time.perf_counter() - t0
+            times[name].append(dt / number[name])
+            spent[name] += dt
+        turn += 1
+        for name in list(active):
+            done = len(times[name]) >= min_rounds and spent[name] >= min_time
+            over = spent[name] + statistics.median(times[name]) * number[name] > max_time
+            if done or over:
+                active.remove(name)
+    return {name: Timing(statistics.median(times[name]), len(times[name]), number[name],
+                         spent[name]) for name in entries}
 
 
 def sgemm_gflops(n=2048, repeats=5):
@@ -1157,29 +1219,59 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
     monitor.start()
     outputs = {}
     per = case.per_unit
-    for name, impl in impls.items():
-        if isinstance(impl, str):
-            row["impls"][name] = {"status": "n/a", "note": impl}
-            continue
-        budget = max_time if name == "reference" else max_call
-        st = prepare_and_warm(impl, case, prob, threads=threads, budget=budget,
-                              max_time=max_time)
+
+    def record(name, st, timing):
         entry = {k: st[k] for k in ("status", "note", "estimate_s") if k in st}
         if entry.get("estimate_s") is not None:
             entry["estimate_s"] /= per
+        if timing is not None:
+            if timing.rounds == 1 and st.get("single"):
+                entry["note"] = "one call (longer than --max-time)"
+            entry.update(median_s=timing.median / per, rounds=timing.rounds,
+                         number=timing.number, measured_s=timing.total)
+        row["impls"][name] = entry
+
+    # The implementations under comparison are prepared and warmed up first, then timed in
+    # interleaved rounds (measure_interleaved). The plain NumPy reference, slow and with BLAS
+    # threads that keep spinning long after each call, is timed on its own afterwards.
+    ready, timed_apart = {}, []
+    for name, impl in impls.items():
+        if isinstance(impl, str):
+            row["impls"][name] = {"status": "n/a", "note": impl}
+        elif name == "reference":
+            timed_apart.append((name, impl))
+        else:
+            st = prepare_and_warm(impl, case, prob, threads=threads, budget=max_call,
+                                  max_time=max_time)
+            if st["status"] == "ok":
+                outputs[name] = st["outputs"]
+            ready[name] = st
+    turns = {name: (st["fn"], st["ctx"], st["warm_s"]) for name, st in ready.items()
+             if st["status"] == "ok" and not st["single"]}
+    timings = measure_interleaved(turns, min_time, max_time) if turns else {}
+    for name, st in ready.items():
+        timing = timings.get(name)
+        if st["status"] == "ok" and st["single"]:
+            timing = Timing(st["warm_s"], 1, 1, st["warm_s"])
+        record(name, st, timing)
+    ready = turns = None
+    gc.collect()
+    for name, impl in timed_apart:
+        st = prepare_and_warm(impl, case, prob, threads=threads, budget=max_time,
+                              max_time=max_time)
+        timing = None
         if st["status"] == "ok":
             outputs[name] = st["outputs"]
             if st["single"]:
                 timing = Timing(st["warm_s"], 1, 1, st["warm_s"])
-                entry["note"] = "one call (longer than --max-time)"
             else:
                 with st["ctx"]():
                     timing = measure(st["fn"], min_time, max_time, estimate=st["warm_s"])
-            entry.update(median_s=timing.median / per, rounds=timing.rounds,
-                         number=timing.number, measured_s=timing.total)
-        row["impls"][name] = entry
+        record(name, st, timing)
         st = None
         gc.collect()
+    # rows list the implementations in the order asked for
+    row["impls"] = {name: row["impls"][name] for name in impls if name in row["impls"]}
     # parity: every peer against gatedrnn (or the first implementation that ran)
     anchor_name = "gatedrnn" if "gatedrnn" in outputs else next(iter(outputs), None)
     row["parity_anchor"] = anchor_name

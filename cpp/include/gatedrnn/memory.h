@@ -8,7 +8,9 @@
 // again to the next request of a similar size. The cache keeps at most memory_cache_limit()
 // bytes of released blocks (GATEDRNN_MEMORY_CACHE_MB sets the default, 0 turns the cache off);
 // empty_memory_cache() returns them to the system. Blocks of 4 MB and more are 2 MB aligned
-// and advised for transparent huge pages, where Linux offers them.
+// and advised for transparent huge pages, where Linux offers them. Smaller blocks are kept per
+// thread, a few of each power-of-two size (about 4 MB at most per thread), outside that limit;
+// empty_memory_cache() and fill_memory_cache() also reach the calling thread's small blocks.
 #pragma once
 
 #include <cstddef>
@@ -27,8 +29,9 @@ size_t memory_cache_limit();
 void set_memory_cache_limit(size_t bytes);  // frees cached blocks above the new limit
 size_t memory_cached();                     // bytes held by released blocks now
 void empty_memory_cache();
-// Tests: overwrite every cached block with `byte`, so a kernel that reads memory it never
-// wrote (and relied on fresh pages being zero) gives NaN instead of passing by luck.
+// Tests: overwrite every cached block (the large ones, and the calling thread's small ones) with
+// `byte`, so a kernel that reads memory it never wrote (and relied on fresh pages being zero)
+// gives NaN instead of passing by luck.
 void fill_memory_cache(unsigned char byte);
 
 }  // namespace gatedrnn

@@ -228,35 +228,33 @@ struct GemmKernels {
             tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
     }
 
-    static T hsum(typename V::R v) {
-        T buf[V::W];
-        V::store(buf, v);
-        T s = T(0);
-        for (int i = 0; i < V::W; ++i) s += buf[i];
-        return s;
-    }
 
-    // Up to 4 rows of A against 2 rows of B at a time: 8 independent accumulator chains.
+    // Up to 4 rows of A against NB rows of B at a time: 8 or 16 independent accumulator chains.
     template <int M>
     static void dot_rows(int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                          T beta, T* C, int64_t ldc) {
         const int64_t kv = K - K % V::W;
-        for (int64_t n = 0; n < N; n += 2) {
-            const int nb = N - n >= 2 ? 2 : 1;
-            typename V::R acc[M][2];
-            for (int i = 0; i < M; ++i) acc[i][0] = V::zero(), acc[i][1] = V::zero();
+        // NB rows of B at a time: 4 with 32 registers (16 sums + 8 operands), 2 with 16.
+        constexpr int NB = V::registers >= 32 ? 4 : 2;
+        const auto b_row = [&](int64_t row) { return B + (row < N ? row : N - 1) * ldb; };
+        for (int64_t n = 0; n < N; n += NB) {
+            const int nb = N - n >= NB ? NB : static_cast<int>(N - n);
+            const T* b[NB];
+            for (int j = 0; j < NB; ++j) b[j] = b_row(n + j);  // past N: repeat the last row
+            typename V::R acc[M][NB];
+            for (int i = 0; i < M; ++i)
+                for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
             for (int64_t k = 0; k < kv; k += V::W) {
-                const auto b0 = V::load(B + n * ldb + k);
-                const auto b1 = nb == 2 ? V::load(B + (n + 1) * ldb + k) : V::zero();
+                typename V::R bv[NB];
+                for (int j = 0; j < NB; ++j) bv[j] = V::load(b[j] + k);
                 for (int i = 0; i < M; ++i) {
                     const auto a = V::load(A + i * lda + k);
-                    acc[i][0] = V::fmadd(a, b0, acc[i][0]);
-                    acc[i][1] = V::fmadd(a, b1, acc[i][1]);
+                    for (int j = 0; j < NB; ++j) acc[i][j] = V::fmadd(a, bv[j], acc[i][j]);
                 }
             }
             for (int i = 0; i < M; ++i)
                 for (int j = 0; j < nb; ++j) {
-                    T s = hsum(acc[i][j]);
+                    T s = V::hsum(acc[i][j]);
                     for (int64_t k = kv; k < K; ++k) s += A[i * lda + k] * B[(n + j) * ldb + k];
                     T* c = C + i * ldc + n + j;
                     *c = beta == T(0) ? s : beta * *c + s;

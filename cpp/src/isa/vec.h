@@ -6,8 +6,8 @@
 // That is also why nothing here calls a std:: template.
 //
 // Each type V provides: T (element), W (lanes), R (register), registers (how many the ISA has,
-// which sets the GEMM tile height), and static functions load/store
-// (unaligned), set1, zero, add, sub, mul, div, fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
+// which sets the GEMM tile height), and static functions load/store (unaligned), set1, zero, hsum
+// (the sum of the lanes), add, sub, mul, div, fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
 // min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
 // nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
 // operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where x < lo, v elsewhere,
@@ -60,6 +60,7 @@ struct Scalar {
     static R set1(T v) { return v; }
     static R zero() { return T(0); }
     static R add(R a, R b) { return a + b; }
+    static T hsum(R v) { return v; }
     static R sub(R a, R b) { return a - b; }
     static R mul(R a, R b) { return a * b; }
     static R div(R a, R b) { return a / b; }
@@ -94,6 +95,10 @@ struct Sse2F {
     static R set1(T v) { return _mm_set1_ps(v); }
     static R zero() { return _mm_setzero_ps(); }
     static R add(R a, R b) { return _mm_add_ps(a, b); }
+    static T hsum(R v) {
+        const R t = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+    }
     static R sub(R a, R b) { return _mm_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm_mul_ps(a, b); }
     static R div(R a, R b) { return _mm_div_ps(a, b); }
@@ -122,6 +127,7 @@ struct Sse2D {
     static R set1(T v) { return _mm_set1_pd(v); }
     static R zero() { return _mm_setzero_pd(); }
     static R add(R a, R b) { return _mm_add_pd(a, b); }
+    static T hsum(R v) { return _mm_cvtsd_f64(_mm_add_sd(v, _mm_unpackhi_pd(v, v))); }
     static R sub(R a, R b) { return _mm_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm_mul_pd(a, b); }
     static R div(R a, R b) { return _mm_div_pd(a, b); }
@@ -152,6 +158,11 @@ struct Avx2F {
     static R set1(T v) { return _mm256_set1_ps(v); }
     static R zero() { return _mm256_setzero_ps(); }
     static R add(R a, R b) { return _mm256_add_ps(a, b); }
+    static T hsum(R v) {
+        __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+    }
     static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
     static R div(R a, R b) { return _mm256_div_ps(a, b); }
@@ -178,6 +189,10 @@ struct Avx2D {
     static R set1(T v) { return _mm256_set1_pd(v); }
     static R zero() { return _mm256_setzero_pd(); }
     static R add(R a, R b) { return _mm256_add_pd(a, b); }
+    static T hsum(R v) {
+        const __m128d t = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+    }
     static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
     static R div(R a, R b) { return _mm256_div_pd(a, b); }
@@ -208,6 +223,7 @@ struct Avx512F {
     static R set1(T v) { return _mm512_set1_ps(v); }
     static R zero() { return _mm512_setzero_ps(); }
     static R add(R a, R b) { return _mm512_add_ps(a, b); }
+    static T hsum(R v) { return _mm512_reduce_add_ps(v); }
     static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
     static R div(R a, R b) { return _mm512_div_ps(a, b); }
@@ -239,6 +255,7 @@ struct Avx512D {
     static R set1(T v) { return _mm512_set1_pd(v); }
     static R zero() { return _mm512_setzero_pd(); }
     static R add(R a, R b) { return _mm512_add_pd(a, b); }
+    static T hsum(R v) { return _mm512_reduce_add_pd(v); }
     static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
     static R div(R a, R b) { return _mm512_div_pd(a, b); }
@@ -276,6 +293,7 @@ struct Pair {
     static void store(T* p, R v) { V::store(p, v.lo); V::store(p + V::W, v.hi); }
     static R set1(T v) { return make(V::set1(v), V::set1(v)); }
     static R zero() { return make(V::zero(), V::zero()); }
+    static T hsum(R v) { return V::hsum(V::add(v.lo, v.hi)); }
 #define GATEDRNN_PAIR2(name) \
     static R name(R a, R b) { return make(V::name(a.lo, b.lo), V::name(a.hi, b.hi)); }
     GATEDRNN_PAIR2(add)

@@ -176,6 +176,9 @@ SHAPES = [
     (4, 130, 3, 5),
     (3, 6, 300, 33),
     (2, 3, 5, 130),
+    # one step of up to 64 rows: the backward reads W_hh and W_ih in place, by whole panels
+    # plus a packed partial one
+    (1, 40, 70, 70),
 ]
 
 

@@ -405,8 +405,15 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         carve_workspace(const_cast<T*>(workspace), seq, G, Cell::extra_planes);
 
     // 1. The sequential part: per step the pointwise gate gradients and dh_{t-1} = dG W_hh.
+    // A single step of a few rows reads W_hh in place (packing would cost two passes over it).
+    const bool hh_in_place = sched.steps == 1 && N <= kStridedBRows;
     PackedB<T> packed[G];
-    for (int g = 0; g < G; ++g) pack_b(packed[g], Trans::no, w.w_hh + g * H * H, H, H, H);
+    for (int g = 0; g < G; ++g) {
+        if (hh_in_place)
+            view_b_strided(packed[g], w.w_hh + g * H * H, H, H, H);
+        else
+            pack_b(packed[g], Trans::no, w.w_hh + g * H * H, H, H, H);
+    }
     const isa::Kernels<T>& k = *packed[0].kernels;
     Buffer<T> dg(checked_mul(N, GH)), dg_extra(cell.uses_dg_extra() ? checked_mul(N, H) : 0);
     Buffer<T> dh(B * H), dc(Cell::has_cell_state ? B * H : 0), mask_sorted(mask ? B * H : 0),
@@ -551,7 +558,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                 const PackedB<T>* packed, int g0, int g1, T* C, int64_t ldc, int64_t c_gate,
                 bool accumulate, T* a_pack) {
     const int64_t M = sl.rows(Bs);
-    const bool pack = a_pack && M >= kPackRows && !packed[g0].direct;
+    const bool pack = a_pack && M >= kPackRows && !packed[g0].direct && !packed[g0].strided;
     for (int g = g0; g < g1; ++g) {
         const T beta = (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0);
         if (!pack) {

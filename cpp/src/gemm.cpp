@@ -80,9 +80,40 @@ void view_b(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N) {
 }
 
 template <typename T>
+void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N) {
+    const isa::Kernels<T>& k = isa::of<T>(isa::active());
+    out.kernels = &k;
+    out.K = K;
+    out.N = N;
+    out.panels = (N + k.nr - 1) / k.nr;
+    out.strided = B;
+    out.ld_strided = ldb;
+    if (N % k.nr != 0 && K > 0) {
+        out.data.reset(checked_mul(K, k.nr));
+        k.pack_b(false, B, ldb, 0, K, N / k.nr * k.nr, N % k.nr, out.data.get());
+    }
+}
+
+template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc) {
     const isa::Kernels<T>& k = *B.kernels;
+    if (B.strided && B.K > 0) {
+        const int64_t full = B.N / k.nr;
+        for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
+            for (int64_t i = 0; i < M; i += k.mr) {
+                const int64_t rows = std::min<int64_t>(k.mr, M - i);
+                if (p < full)
+                    k.kernel_strided_b(B.K, A + i * lda, lda, 1, rows, B.strided + j0, B.ld_strided,
+                                       C + i * ldc + j0, ldc, T(1), beta, true);
+                else
+                    k.kernel(B.K, A + i * lda, lda, 1, rows, B.data.get(), C + i * ldc + j0, ldc,
+                             cols, T(1), beta, true);
+            }
+        }
+        return;
+    }
     if (B.direct) {
         const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
         if (j1 > j0)
@@ -127,6 +158,8 @@ void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& 
     });
 }
 
+template void view_b_strided<float>(PackedB<float>&, const float*, int64_t, int64_t, int64_t);
+template void view_b_strided<double>(PackedB<double>&, const double*, int64_t, int64_t, int64_t);
 template void view_b<float>(PackedB<float>&, const float*, int64_t, int64_t, int64_t);
 template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, int64_t);
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
@@ -158,9 +191,9 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
         return;
     }
     const isa::Kernels<T>& k = *packed.kernels;
-    if (packed.direct) {
-        if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a direct view takes alpha = 1");
-        if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a direct view takes A as is");
+    if (packed.direct || packed.strided) {
+        if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a view takes alpha = 1");
+        if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a view takes A as is");
         gemm_packed_parallel(M, A, lda, packed, beta, C, ldc, min_threads);
         return;
     }
@@ -237,7 +270,10 @@ void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
         return;
     }
     PackedB<T> packed;
-    pack_b(packed, tb, B, ldb, K, N);
+    if (M <= kStridedBRows && ta == Trans::no && tb == Trans::no && alpha == T(1))
+        view_b_strided(packed, B, ldb, K, N);
+    else
+        pack_b(packed, tb, B, ldb, K, N);
     gemm_prepacked(ta, M, A, lda, packed, alpha, beta, C, ldc);
 }
 

@@ -18,8 +18,20 @@ struct PackedB {
     // the dot-product kernel. For a call too small to pay for packing (see view_b).
     const T* direct = nullptr;
     int64_t ld_direct = 0;
+    // Or B (K, N) row-major read in place: panel p < N / nr is columns [p nr, (p + 1) nr) at
+    // row stride ld_strided; a last, partial panel is packed into data (see view_b_strided).
+    const T* strided = nullptr;
+    int64_t ld_strided = 0;
     const T* panel(int64_t p) const { return data.get() + p * K * kernels->nr; }
 };
+
+// A PackedB that reads B (K, N) row-major in place (only a partial last panel is packed): for
+// GEMMs with too few rows of A to pay for packing B, which costs two passes over it.
+template <typename T>
+void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N);
+
+// GEMMs with at most this many rows of A read a non-transposed B in place (view_b_strided).
+constexpr int64_t kStridedBRows = 64;
 
 // A PackedB that reads B^T (B (N, K) row-major) in place; panels still split its columns.
 template <typename T>

@@ -145,10 +145,13 @@ struct GemmKernels {
 
     // Packed is true when a is a packed A panel (a_row = 1, a_col = MR): the row broadcasts
     // then come from fixed offsets, so no index register per row (12 of them would spill).
-    template <int M, bool Packed>
+    // Strided: b is not a packed panel but NR full columns of a row-major B read in place, row k
+    // at b + k * ldb (packed panels have ldb = NR).
+    template <int M, bool Packed, bool Strided = false>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
-                     int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
+                     int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR) {
         if constexpr (Packed) a_row = 1, a_col = MR;
+        if constexpr (!Strided) ldb = NR;
         // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
         // flight: with one row and one sum per column vector, every FMA would wait for the
         // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
@@ -166,7 +169,7 @@ struct GemmKernels {
         int64_t k = 0;
         for (; k + U <= kc; k += U)
             for (int u = 0; u < U; ++u) {
-                const auto b0 = V::load(b + (k + u) * NR), b1 = V::load(b + (k + u) * NR + V::W);
+                const auto b0 = V::load(b + (k + u) * ldb), b1 = V::load(b + (k + u) * ldb + V::W);
                 const T* ak = a + (k + u) * a_col;
                 for (int i = 0; i < M; ++i) {
                     const auto ai = V::set1(ak[i * a_row]);
@@ -175,7 +178,7 @@ struct GemmKernels {
                 }
             }
         for (; k < kc; ++k) {
-            const auto b0 = V::load(b + k * NR), b1 = V::load(b + k * NR + V::W);
+            const auto b0 = V::load(b + k * ldb), b1 = V::load(b + k * ldb + V::W);
             const T* ak = a + k * a_col;
             for (int i = 0; i < M; ++i) {
                 const auto ai = V::set1(ak[i * a_row]);
@@ -208,16 +211,18 @@ struct GemmKernels {
         }
     }
 
-    template <int M, bool Packed>
+    template <int M, bool Packed, bool Strided = false>
     static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
-                          const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
+                          const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta,
+                          bool overwrite, int64_t ldb = NR) {
         if constexpr (M > 1) {
             if (rows < M) {
-                tile_rows<M - 1, Packed>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+                tile_rows<M - 1, Packed, Strided>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha,
+                                                  beta, overwrite, ldb);
                 return;
             }
         }
-        tile<M, Packed>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+        tile<M, Packed, Strided>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb);
     }
 
     static void kernel(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
@@ -226,6 +231,12 @@ struct GemmKernels {
             tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
         else
             tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+    }
+
+    static void kernel_strided_b(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
+                                 const T* b, int64_t ldb, T* C, int64_t ldc, T alpha, T beta,
+                                 bool overwrite) {
+        tile_rows<MR, false, true>(rows, kc, a, a_row, a_col, b, C, ldc, NR, alpha, beta, overwrite, ldb);
     }
 
 
@@ -466,6 +477,7 @@ gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     k.pack_b = &GemmKernels<V>::pack_b;
     k.pack_a = &GemmKernels<V>::pack_a;
     k.kernel = &GemmKernels<V>::kernel;
+    k.kernel_strided_b = &GemmKernels<V>::kernel_strided_b;
     k.gemm_nt_direct = &GemmKernels<V>::gemm_nt_direct;
     k.sigmoid = &sigmoid_array<V>;
     k.tanh = &tanh_array<V>;

@@ -58,6 +58,11 @@ struct Kernels {
     // cols <= nr.
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                    const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite);
+    // The same for nr whole columns of a row-major B (K, N) read in place: row k of the panel
+    // at b + k * ldb (every nr entries of each of the kc rows must be readable).
+    void (*kernel_strided_b)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
+                             const T* b, int64_t ldb, T* C, int64_t ldc, T alpha, T beta,
+                             bool overwrite);
 
     // C (M, N) = A (M, K) . B^T + beta C for B (N, K) read in place, no packing: dot products
     // along K, B streamed once per 4 rows. For calls too small to pay for packing B.

@@ -48,15 +48,22 @@ void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
         for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
 }
 
-}  // namespace
-
+// Sets the shape and the active ISA's kernels of a PackedB; returns the kernels.
 template <typename T>
-void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, int64_t N) {
+const isa::Kernels<T>& describe_b(PackedB<T>& out, int64_t K, int64_t N) {
     const isa::Kernels<T>& k = isa::of<T>(isa::active());
     out.kernels = &k;
     out.K = K;
     out.N = N;
     out.panels = (N + k.nr - 1) / k.nr;
+    return k;
+}
+
+}  // namespace
+
+template <typename T>
+void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, int64_t N) {
+    const isa::Kernels<T>& k = describe_b(out, K, N);
     out.data.reset(checked_mul(checked_mul(out.panels, k.nr), K));
     // Moving one element (a strided gather when transposing) costs several multiply-adds.
     const int threads = threads_for_work(static_cast<double>(K) * N * 4);
@@ -70,22 +77,14 @@ void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, 
 
 template <typename T>
 void view_b(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N) {
-    const isa::Kernels<T>& k = isa::of<T>(isa::active());
-    out.kernels = &k;
-    out.K = K;
-    out.N = N;
-    out.panels = (N + k.nr - 1) / k.nr;
+    describe_b(out, K, N);
     out.direct = B;
     out.ld_direct = ldb;
 }
 
 template <typename T>
 void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t N) {
-    const isa::Kernels<T>& k = isa::of<T>(isa::active());
-    out.kernels = &k;
-    out.K = K;
-    out.N = N;
-    out.panels = (N + k.nr - 1) / k.nr;
+    const isa::Kernels<T>& k = describe_b(out, K, N);
     out.strided = B;
     out.ld_strided = ldb;
     if (N % k.nr != 0 && K > 0) {

@@ -29,6 +29,7 @@ struct Consts<double> {
 };
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // e^x - 1 via x = n ln2 + r:  2^n (e^r - 1) + (2^n - 1). Caller clamps x to the normal range.
 template <class V>
@@ -273,16 +274,24 @@ struct GemmKernels {
         }
     }
 
+    // With more than one group of 4 rows of A, B goes in blocks of rows (~64 KB) that stay in
+    // L2 while every group passes over them: B, the weights, comes from memory once instead of
+    // once per group.
     static void gemm_nt_direct(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
                                const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-        for (int64_t i = 0; i < M; i += 4) {
-            const T* a = A + i * lda;
-            T* c = C + i * ldc;
-            switch (M - i >= 4 ? 4 : M - i) {
-                case 1: dot_rows<1>(N, K, a, lda, B, ldb, beta, c, ldc); break;
-                case 2: dot_rows<2>(N, K, a, lda, B, ldb, beta, c, ldc); break;
-                case 3: dot_rows<3>(N, K, a, lda, B, ldb, beta, c, ldc); break;
-                default: dot_rows<4>(N, K, a, lda, B, ldb, beta, c, ldc); break;
+        const int64_t block = M <= 4 ? N : max64(4, (int64_t(64) << 10) / (max64(K, 1) * int64_t(sizeof(T))) / 4 * 4);
+        for (int64_t n0 = 0; n0 < N; n0 += block) {
+            const int64_t nc = min64(block, N - n0);
+            for (int64_t i = 0; i < M; i += 4) {
+                const T* a = A + i * lda;
+                const T* b = B + n0 * ldb;
+                T* c = C + i * ldc + n0;
+                switch (M - i >= 4 ? 4 : M - i) {
+                    case 1: dot_rows<1>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
+                    case 2: dot_rows<2>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
+                    case 3: dot_rows<3>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
+                    default: dot_rows<4>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
+                }
             }
         }
     }

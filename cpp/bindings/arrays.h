@@ -164,8 +164,7 @@ py::array_t<T> new_array(const std::vector<int64_t>& dims) {
         delete owned;
         throw;
     }
-    void* block = owned->block;
-    return py::array_t<T>(shape, static_cast<T*>(block), owner);
+    return py::array_t<T>(shape, static_cast<T*>(owned->block), owner);
 }
 
 template <typename T>

@@ -6,7 +6,6 @@
 #include <map>
 #include <mutex>
 #include <new>
-#include <string>
 #include <vector>
 
 #ifdef __linux__

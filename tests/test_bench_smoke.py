@@ -288,3 +288,49 @@ def test_interleaved_rounds_take_turns_and_follow_the_round_plan():
     firsts = [turns[2 * r] for r in range(both)]
     assert firsts[:4] == ["a", "b", "a", "b"][:len(firsts[:4])]
     assert all({turns[2 * r], turns[2 * r + 1]} == {"a", "b"} for r in range(both))
+
+
+def test_median_of_runs_takes_each_value_within_its_run(tmp_path, monkeypatch):
+    """Three runs of the same cases merge into medians of the per-run values; the targets are
+    evaluated on those medians, and the merge script prints and writes the result."""
+    for name in ("torch", "onnxruntime", "onnx"):
+        monkeypatch.setitem(sys.modules, name, None)
+    base = run_tiny(tmp_path)
+    runs = []
+    for factor in (1.0, 3.0, 2.0):      # medians: the run with factor 2
+        rep = json.loads(json.dumps(base))
+        for row in rep["cases"]:
+            row["speedup"] = {p: (v * factor if v else v) for p, v in row["speedup"].items()}
+            for entry in row["impls"].values():
+                if entry.get("median_s"):
+                    entry["median_s"] *= factor
+            if row.get("pct_sgemm") is not None:
+                row["pct_sgemm"] *= factor
+        runs.append(rep)
+    merged = bench.median_report(runs)
+    assert merged["merged_runs"] == 3 and len(merged["cases"]) == len(base["cases"])
+    for row, orig in zip(merged["cases"], base["cases"]):
+        assert row["id"] == orig["id"] and row["runs"] == 3
+        for peer, v in orig["speedup"].items():
+            assert (row["speedup"][peer] is None) if not v else math.isclose(row["speedup"][peer], 2 * v)
+        for name, entry in orig["impls"].items():
+            if entry.get("median_s"):
+                assert math.isclose(row["impls"][name]["median_s"], 2 * entry["median_s"])
+        if orig.get("pct_sgemm") is not None:
+            assert math.isclose(row["pct_sgemm"], 2 * orig["pct_sgemm"])
+    assert merged["targets"] == bench.check_targets(merged["cases"])
+    with pytest.raises(ValueError, match="reports: expected at least one report"):
+        bench.median_report([])
+
+    paths = []
+    for i, rep in enumerate(runs):
+        paths.append(tmp_path / f"run{i}.json")
+        bench.write_json(rep, paths[-1])
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    try:
+        import median_of_runs
+        out = tmp_path / "merged.json"
+        assert median_of_runs.main([str(p) for p in paths] + ["--json", str(out)]) == 0
+    finally:
+        sys.path.pop(0)
+    assert json.loads(out.read_text())["merged_runs"] == 3

@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import functools
 import gc
@@ -110,6 +111,7 @@ __all__ = [
     "PARITY_TOL", "Problem", "ThreadSettings", "Timing", "add_arguments", "bandwidth_bound",
     "build_onnx_model", "cases", "check_targets", "deepbench_shapes", "finish_row",
     "format_report", "machine_info", "main", "make_implementations", "make_problem", "measure",
+    "median_report",
     "measure_interleaved", "wait_until_quiet",
     "new_row", "parity", "parity_entry", "plan_rounds", "prepare_and_warm", "run",
     "run_from_args", "sgemm_gflops", "summarize", "wait_for_idle", "write_json", "write_png",
@@ -1494,6 +1496,45 @@ def check_targets(rows):
     return res
 
 
+def median_report(reports):
+    """One report from several runs of the same cases: per case, the median over the runs of
+    every implementation's time, and of each speed-up, GFLOP/s, % SGEMM and % bandwidth bound
+    as measured within each run (ratios are only meaningful within a run). Targets are then
+    evaluated on those medians. A case missing from some runs is merged from the runs that
+    have it; parity must have held in every one."""
+    if not reports:
+        raise ValueError("reports: expected at least one report, got none")
+    by_id = {}
+    for rep in reports:
+        for row in rep["cases"]:
+            by_id.setdefault(row["id"], []).append(row)
+    med = lambda values: statistics.median(values) if values else None  # noqa: E731
+    rows = []
+    for rid, runs in by_id.items():
+        row = copy.deepcopy(runs[0])
+        for name, entry in row["impls"].items():
+            times = [r["impls"][name]["median_s"] for r in runs
+                     if r["impls"].get(name, {}).get("median_s")]
+            if times:
+                entry["median_s"] = med(times)
+        for peer in row.get("speedup", {}):
+            row["speedup"][peer] = med([r["speedup"][peer] for r in runs
+                                        if r.get("speedup", {}).get(peer)])
+        for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu"):
+            row[key] = med([r[key] for r in runs if r.get(key) is not None])
+        row["parity_ok"] = all(r.get("parity_ok", True) for r in runs)
+        row["runs"] = len(runs)
+        rows.append(row)
+    merged = copy.deepcopy(reports[0])
+    merged["cases"] = rows
+    merged["targets"] = check_targets(rows)
+    ceilings = [r.get("ceilings", {}).get("sgemm_gflops") for r in reports]
+    merged.setdefault("ceilings", {})["sgemm_gflops"] = med([c for c in ceilings if c])
+    merged["ceilings"].pop("sgemm_gflops_at_end", None)
+    merged["merged_runs"] = len(reports)
+    return merged
+
+
 def format_report(report):
     """The whole report as text: table, per-group summary, targets, notes."""
     names = report["settings"]["implementations"]
@@ -1504,6 +1545,9 @@ def format_report(report):
         end = c.get("sgemm_gflops_at_end")
         lines.append(f"ceiling: NumPy float32 SGEMM {n}x{n}: {c['sgemm_gflops']:.1f} GFLOP/s"
                      + (f" (re-measured at the end: {end:.1f})" if end else ""))
+    if report.get("merged_runs"):
+        lines.append(f"median of {report['merged_runs']} runs: every time, speed-up and "
+                     "percentage is the median over the runs of its value within each run")
     lines += ["", _header(names)] + [_format_row(r, names) for r in report["cases"]]
     lines += _format_tail(report)
     return "\n".join(lines)

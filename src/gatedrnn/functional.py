@@ -55,7 +55,9 @@ PackedWeights = _core.PackedWeights
 
 
 def _flag(value, name):
-    if isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:     # the common case first: every call passes four
+        return value
+    if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
 

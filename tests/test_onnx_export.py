@@ -29,19 +29,11 @@ from conftest import assert_close, seed_of
 from conftest import randomize_weights as randomize
 from gatedrnn.interop.onnx_export import MIN_OPSET, to_onnx
 
+from onnx_cases import (B, CELLS, F32, H, I, L, LENGTHS, T, data, mask_of, padded_tokens,
+                        masked_stack, readme_model, runs_anywhere)
+
 pytestmark = pytest.mark.peers
 
-L = gr.layers
-F32 = np.float32
-CELLS = {
-    "rnn_tanh": lambda u, **kw: L.SimpleRNN(u, **kw),
-    "rnn_relu": lambda u, **kw: L.SimpleRNN(u, activation="relu", **kw),
-    "gru_ra": lambda u, **kw: L.GRU(u, **kw),
-    "gru_rb": lambda u, **kw: L.GRU(u, reset_after=False, **kw),
-    "lstm": lambda u, **kw: L.LSTM(u, **kw),
-}
-B, T, I, H = 6, 7, 4, 5
-LENGTHS = np.array([0, 3, T, 1, 5, T], np.int64)  # every kind, in a mixed order
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,14 +81,6 @@ def check(got, want, K=I + H, what=""):
     for k, (g, w) in enumerate(zip(got, want)):
         assert_close(np.asarray(g), np.asarray(w), dtype=F32, K=K, factor=2.0,
                      name=f"{what} output {k}")
-
-
-def mask_of(lengths, T=T):
-    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-
-
-def data(rng, *shape):
-    return rng.standard_normal(shape).astype(F32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,30 +306,6 @@ def test_dense_without_bias_embedding_repeat_dropout(onnxruntime):
 # --------------------------------------------------------------------------------------------
 
 
-def readme_model(rng, vocab=20):
-    model = gr.Sequential([
-        gr.Input((None,), dtype="int64"),
-        L.Embedding(vocab, 8, mask_zero=True),
-        L.Bidirectional(L.LSTM(6, return_sequences=True)),
-        L.GRU(5),
-        L.Dense(3, activation="softmax"),
-    ])
-    model.build((None, None))
-    for layer in model.layers:
-        randomize(layer, rng, scale=1.0)
-    return model
-
-
-def padded_tokens(rng, lengths, side, vocab=20, T=9):
-    tokens = rng.integers(1, vocab, (len(lengths), T))
-    for b, n in enumerate(lengths):
-        if side == "right":
-            tokens[b, n:] = 0
-        else:
-            tokens[b, :T - n] = 0
-    return tokens
-
-
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("padding", ["any", "side"])
 def test_readme_model_with_mask(onnxruntime, side, padding):
@@ -363,22 +323,11 @@ def test_readme_model_with_mask(onnxruntime, side, padding):
 def test_masks_with_runs_anywhere(onnxruntime):
     """padding='any': one contiguous run anywhere in each row (what the layers accept)."""
     rng = np.random.default_rng(4)
-    Tm = 8
-    runs = [(0, 0), (0, 8), (0, 3), (5, 3), (2, 4), (7, 1), (1, 1)]
-    x = data(rng, len(runs), Tm, I)
-    for b, (s, n) in enumerate(runs):
-        x[b, :s] = 0
-        x[b, s + n:] = 0
+    x = runs_anywhere(rng)
     for cell in CELLS:
         for zero_output in (False, True):
             for go_backwards in (False, True):
-                model = gr.Sequential([
-                    gr.Input((None, I)), L.Masking(0.0),
-                    CELLS[cell](H, return_sequences=True, go_backwards=go_backwards,
-                                zero_output_for_mask=zero_output),
-                    L.Bidirectional(CELLS[cell](H, return_sequences=True), merge_mode="sum"),
-                    CELLS[cell](H, zero_output_for_mask=zero_output, go_backwards=go_backwards),
-                ])
+                model = masked_stack(cell, zero_output, go_backwards)
                 for layer in model.layers:
                     randomize(layer, rng)
                 got = ort_run(onnxruntime, to_onnx(model), {"x": x})

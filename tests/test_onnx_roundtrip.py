@@ -28,19 +28,11 @@ import gatedrnn as gr
 from conftest import seed_of
 from conftest import randomize_weights as randomize
 
+from onnx_cases import (B, CELLS, H, I, L, LENGTHS, T, data, mask_of, padded_tokens,
+                        masked_stack, readme_model, runs_anywhere)
+
 pytestmark = pytest.mark.peers
 
-L = gr.layers
-F32 = np.float32
-CELLS = {
-    "rnn_tanh": lambda u, **kw: L.SimpleRNN(u, **kw),
-    "rnn_relu": lambda u, **kw: L.SimpleRNN(u, activation="relu", **kw),
-    "gru_ra": lambda u, **kw: L.GRU(u, **kw),
-    "gru_rb": lambda u, **kw: L.GRU(u, reset_after=False, **kw),
-    "lstm": lambda u, **kw: L.LSTM(u, **kw),
-}
-B, T, I, H = 6, 7, 4, 5
-LENGTHS = np.array([0, 3, T, 1, 5, T], np.int64)  # 0, 1, T and in between, in a mixed order
 
 
 @pytest.fixture(autouse=True)
@@ -63,24 +55,6 @@ def check(got, want, what=""):
         assert g.dtype == w.dtype, f"{what} output {k}: dtype {g.dtype} != {w.dtype}"
         assert g.shape == w.shape, f"{what} output {k}: shape {g.shape} != {w.shape}"
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=f"{what} output {k}")
-
-
-def mask_of(lengths, T=T):
-    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-
-
-def data(rng, *shape):
-    return rng.standard_normal(shape).astype(F32)
-
-
-def padded_tokens(rng, lengths, side, vocab=20, T=9):
-    tokens = rng.integers(1, vocab, (len(lengths), T))
-    for b, n in enumerate(lengths):
-        if side == "right":
-            tokens[b, n:] = 0
-        else:
-            tokens[b, :T - n] = 0
-    return tokens
 
 
 def padded_features(rng, lengths, side, T=T, value=0.0):
@@ -240,20 +214,6 @@ def test_stacked_in_a_model_with_mask():
 # --------------------------------------------------------------------------------------------
 
 
-def readme_model(rng, activation="softmax"):
-    model = gr.Sequential([
-        gr.Input((None,), dtype="int64"),
-        L.Embedding(20, 8, mask_zero=True),
-        L.Bidirectional(L.LSTM(6, return_sequences=True)),
-        L.GRU(5),
-        L.Dense(3, activation=activation),
-    ])
-    model.build((None, None))
-    for layer in model.layers:
-        randomize(layer, rng, scale=1.0)
-    return model
-
-
 @pytest.mark.parametrize("padding,side", PADDINGS)
 def test_readme_model(padding, side):
     """Embedding(mask_zero) -> Bidirectional(LSTM(return_sequences)) -> GRU -> Dense(softmax)
@@ -296,22 +256,11 @@ def test_dense_activations_after_a_masked_layer(activation):
 def test_masks_with_runs_anywhere():
     """padding='any': one contiguous run anywhere in each row (what the layers accept)."""
     rng = np.random.default_rng(seed_of("rt-anywhere"))
-    Tm = 8
-    runs = [(0, 0), (0, 8), (0, 3), (5, 3), (2, 4), (7, 1), (1, 1)]
-    x = data(rng, len(runs), Tm, I)
-    for b, (s, n) in enumerate(runs):
-        x[b, :s] = 0
-        x[b, s + n:] = 0
+    x = runs_anywhere(rng)
     for cell in ("rnn_tanh", "gru_rb", "lstm"):
         for zero_output in (False, True):
             for go_backwards in (False, True):
-                model = gr.Sequential([
-                    gr.Input((None, I)), L.Masking(0.0),
-                    CELLS[cell](H, return_sequences=True, go_backwards=go_backwards,
-                                zero_output_for_mask=zero_output),
-                    L.Bidirectional(CELLS[cell](H, return_sequences=True), merge_mode="sum"),
-                    CELLS[cell](H, zero_output_for_mask=zero_output, go_backwards=go_backwards),
-                ])
+                model = masked_stack(cell, zero_output, go_backwards)
                 for layer in model.layers:
                     randomize(layer, rng)
                 what = f"{cell} zero_output={zero_output} go_backwards={go_backwards}"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._registry import deserialize_from
+from ._registry import Configurable, deserialize_from
 
 __all__ = [
     "Loss",
@@ -177,7 +177,7 @@ def _clip_probabilities(p):
 # Losses
 # --------------------------------------------------------------------------------------------
 
-class Loss:
+class Loss(Configurable):
     """Base class: a scalar loss of ``(y_true, y_pred, mask)`` and its gradient.
 
     Subclasses implement ``_per_position(y_true, y_pred) -> (values, d_values)`` on already
@@ -212,12 +212,6 @@ class Loss:
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
-        return cls(**config)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

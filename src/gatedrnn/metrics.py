@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._registry import deserialize_from
+from ._registry import Configurable, deserialize_from
 
 from . import losses as _losses
 from .losses import _as_class_indices, _as_mask, _as_numeric, _as_prediction, _as_targets
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class Metric:
+class Metric(Configurable):
     """Base class of all metrics.
 
     Attributes:
@@ -76,12 +76,6 @@ class Metric:
 
     def get_config(self):
         return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
-        return cls(**config)
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, result={self.result()!r})"

@@ -42,7 +42,7 @@ import warnings
 
 import numpy as np
 
-from ._registry import deserialize_from
+from ._registry import Configurable, deserialize_from
 
 __all__ = [
     "Optimizer",
@@ -179,7 +179,7 @@ def _check_param(p, i):
                          f"shape {p.value.shape}")
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class.  Subclasses define ``_slot_names`` (given the hyperparameters) and
     ``_update(value, grad, slots, lr)`` which updates ``value`` and the slot arrays in place.
 
@@ -434,12 +434,6 @@ class Optimizer:
             "global_clipnorm": self.global_clipnorm,
             "clipvalue": self.clipvalue,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        if not isinstance(config, dict):
-            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
-        return cls(**config)
 
     def __repr__(self):
         lr = "schedule" if callable(self._learning_rate) else repr(self._learning_rate)

@@ -1,16 +1,19 @@
 // The kernel bodies, one template over the vector type V (vec.h) for every ISA. Include only
 // from an ISA unit, inside its anonymous namespace, after vec.h.
 //
-// Accuracy of the activations (test_activations.py holds them to it, against float64):
+// Accuracy of the activations (test_kernels.py holds them to it, against float64):
 //   exp: range reduction x = n ln2 + r, |r| <= ln2/2, ln2 split in two parts so n ln2 is exact,
-//        then the Taylor series of e^r to degree 7 (float) / 13 (double): truncation below
-//        0.1 ulp, so the result is within ~2 ulp.
+//        then the Taylor polynomial of e^r to degree 7 (float) / 13 (double) by Horner's rule,
+//        one FMA per degree: truncation below 0.1 ulp, so the result is within ~1.5 ulp.
 //   sigmoid(x) = 1 / (1 + e^-x), within ~3 ulp; x clamped to [-87, 87] (float) / [-708, 708]
 //        (double), and exactly 0 below the clamp, where the true value is below the smallest
 //        normal number: no subnormal is produced, and a saturated gate has exactly zero slope.
 //   tanh(x) = sign(x) (-expm1(-2|x|)) / (2 + expm1(-2|x|)), with expm1 from the same reduction
 //        and a polynomial without its constant term, so small |x| keeps full relative accuracy;
-//        within ~4 ulp; |x| clamped to 9 (float) / 19.1 (double), where tanh rounds to 1.
+//        within ~3 ulp; |x| clamped to 9 (float) / 19.1 (double), where tanh rounds to 1.
+//   Both quotients are V::quot: a correctly rounded division, or on AVX-512 float a 14-bit
+//        reciprocal estimate and one Newton step on the quotient (within 0.5 ulp + 2^-27
+//        relative; a zmm division would cost more than the rest of the activation).
 //   NaN in gives NaN out: every clamp keeps NaN.
 
 template <typename T>
@@ -28,29 +31,54 @@ struct Consts<double> {
     static constexpr int taylor = 13;
 };
 
+// 1/k! as T, computed at compile time in double (exact enough: each is rounded once).
+template <typename T>
+constexpr T inv_factorial(int k) {
+    double f = 1.0;
+    for (int i = 2; i <= k; ++i) f *= i;
+    return static_cast<T>(1.0 / f);
+}
+
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-// e^x - 1 via x = n ln2 + r:  2^n (e^r - 1) + (2^n - 1). Caller clamps x to the normal range.
+// x = n ln2 + r with |r| <= ln2/2 (n integer-valued). Caller clamps x to the normal range.
+template <class V>
+inline typename V::R reduce_ln2(typename V::R x, typename V::R& n) {
+    using T = typename V::T;
+    using C = Consts<T>;
+    n = V::round(V::mul(x, V::set1(T(1.4426950408889634))));
+    const auto r = V::fmadd(n, V::set1(-C::ln2_hi), x);
+    return V::fmadd(n, V::set1(-C::ln2_lo), r);
+}
+
+// sum_{k=first}^{taylor} r^(k-first) / k!  by Horner's rule, one FMA per degree.
+template <class V, int first>
+inline typename V::R taylor_tail(typename V::R r) {
+    using T = typename V::T;
+    constexpr int top = Consts<T>::taylor;
+    auto p = V::set1(inv_factorial<T>(top));
+    for (int k = top - 1; k >= first; --k) p = V::fmadd(p, r, V::set1(inv_factorial<T>(k)));
+    return p;
+}
+
+// e^x - 1 = 2^n (e^r - 1) + (2^n - 1), e^r - 1 = r (1 + r/2! + r^2/3! + ...).
 template <class V>
 inline typename V::R expm1_v(typename V::R x) {
     using T = typename V::T;
-    using C = Consts<T>;
-    const auto n = V::round(V::mul(x, V::set1(T(1.4426950408889634))));
-    auto r = V::fmadd(n, V::set1(-C::ln2_hi), x);
-    r = V::fmadd(n, V::set1(-C::ln2_lo), r);
-    // e^r - 1 = r (1 + r/2 (1 + r/3 (1 + ...))) : Horner from the highest term
-    auto p = V::set1(T(1));
-    for (int k = C::taylor; k >= 2; --k) p = V::fmadd(V::mul(r, V::set1(T(1) / T(k))), p, V::set1(T(1)));
-    const auto em1 = V::mul(r, p);
+    typename V::R n;
+    const auto r = reduce_ln2<V>(x, n);
+    const auto em1 = V::mul(r, taylor_tail<V, 1>(r));
     const auto two_n = V::pow2n(n);
-    return V::add(V::mul(two_n, em1), V::sub(two_n, V::set1(T(1))));
+    return V::fmadd(two_n, em1, V::sub(two_n, V::set1(T(1))));
 }
 
+// e^x = 2^n e^r.
 template <class V>
 inline typename V::R exp_v(typename V::R x) {
-    using T = typename V::T;
-    return V::add(expm1_v<V>(x), V::set1(T(1)));
+    typename V::R n;
+    const auto r = reduce_ln2<V>(x, n);
+    return V::mul(V::pow2n(n), taylor_tail<V, 0>(r));
 }
 
 template <class V>
@@ -60,7 +88,7 @@ inline typename V::R sigmoid_v(typename V::R x) {
     const auto lo = V::set1(C::exp_lo);
     const auto xc = V::min_keep_nan(V::set1(C::exp_hi), V::max_keep_nan(lo, x));
     const auto e = exp_v<V>(V::sub(V::zero(), xc));
-    return V::zero_where_less(V::div(V::set1(T(1)), V::add(V::set1(T(1)), e)), x, lo);
+    return V::zero_where_less(V::quot(V::set1(T(1)), V::add(V::set1(T(1)), e)), x, lo);
 }
 
 template <class V>
@@ -68,7 +96,7 @@ inline typename V::R tanh_v(typename V::R x) {
     using T = typename V::T;
     const auto a = V::min_keep_nan(V::set1(Consts<T>::tanh_max), V::abs(x));
     const auto m = expm1_v<V>(V::mul(a, V::set1(T(-2))));  // in (-1, 0]
-    const auto t = V::div(V::sub(V::zero(), m), V::add(V::set1(T(2)), m));
+    const auto t = V::quot(V::sub(V::zero(), m), V::add(V::set1(T(2)), m));
     return V::copysign_from(t, x);
 }
 

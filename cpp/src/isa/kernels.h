@@ -185,36 +185,34 @@ struct GemmKernels {
         // flight: with one row and one sum per column vector, every FMA would wait for the
         // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
         constexpr int U = M >= 4 ? 1 : (M == 1 ? 4 : 2);
-        // C is read or written once, after the k loop; fetch its lines now so that a C that is
-        // not in cache (a fresh output, such as the input projection's) costs no stall then.
-        if constexpr (Packed)
-            for (int i = 0; i < M; ++i) {
-                __builtin_prefetch(C + i * ldc, 1, 3);
-                __builtin_prefetch(C + i * ldc + NR - 1, 1, 3);
-            }
         typename V::R acc0[U][M], acc1[U][M];
         for (int u = 0; u < U; ++u)
             for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();
-        int64_t k = 0;
-        for (; k + U <= kc; k += U)
-            for (int u = 0; u < U; ++u) {
-                const auto b0 = V::load(b + (k + u) * ldb), b1 = V::load(b + (k + u) * ldb + V::W);
-                const T* ak = a + (k + u) * a_col;
-                for (int i = 0; i < M; ++i) {
-                    const auto ai = V::set1(ak[i * a_row]);
-                    acc0[u][i] = V::fmadd(ai, b0, acc0[u][i]);
-                    acc1[u][i] = V::fmadd(ai, b1, acc1[u][i]);
-                }
-            }
-        for (; k < kc; ++k) {
+        const auto step = [&](int64_t k, int u) {
             const auto b0 = V::load(b + k * ldb), b1 = V::load(b + k * ldb + V::W);
             const T* ak = a + k * a_col;
             for (int i = 0; i < M; ++i) {
                 const auto ai = V::set1(ak[i * a_row]);
-                acc0[0][i] = V::fmadd(ai, b0, acc0[0][i]);
-                acc1[0][i] = V::fmadd(ai, b1, acc1[0][i]);
+                acc0[u][i] = V::fmadd(ai, b0, acc0[u][i]);
+                acc1[u][i] = V::fmadd(ai, b1, acc1[u][i]);
+            }
+        };
+        int64_t k = 0;
+        // C is read or written once, after the k loop. A C that is not in cache (a fresh
+        // output, such as the input projection's) would stall there: fetch its lines during
+        // the first k steps, one line per kPrefetchEvery steps. Issued all at once they would
+        // fill the core's miss buffers and stall the loop instead.
+        if constexpr (Packed && U == 1) {
+            constexpr int kPrefetchEvery = 8;
+            constexpr int lines = 2 * M;  // the first and last element of each row's NR
+            for (int line = 0; line < lines && k + kPrefetchEvery <= kc; ++line) {
+                __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * (NR - 1), 1, 3);
+                for (int j = 0; j < kPrefetchEvery; ++j, ++k) step(k, 0);
             }
         }
+        for (; k + U <= kc; k += U)
+            for (int u = 0; u < U; ++u) step(k + u, u);
+        for (; k < kc; ++k) step(k, 0);
         for (int u = 1; u < U; ++u)
             for (int i = 0; i < M; ++i)
                 acc0[0][i] = V::add(acc0[0][i], acc0[u][i]), acc1[0][i] = V::add(acc1[0][i], acc1[u][i]);

@@ -151,23 +151,44 @@ struct GemmKernels {
 
     static void pack_a(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                        int64_t kc, T* dst) {
+        if (trans) {
+            // A stored (K, M): row k of the block is contiguous over its mc entries. Walk the
+            // rows in order and deal each row's MR-runs out to the panels: walking one panel's
+            // MR entries down all kc rows instead would touch a new line (and, with a wide A,
+            // a new page) per k, and the weight gradients' A (dG, tens of MB) is not in cache.
+            constexpr int64_t ahead = 4;  // rows prefetched ahead of the one being dealt
+            for (int64_t k = 0; k < kc; ++k) {
+                const T* src = A + (k0 + k) * lda + m0;
+                const T* next = k + ahead < kc ? src + ahead * lda : nullptr;
+                T* d = dst + k * MR;
+                for (int64_t ip = 0; ip < mc; ip += MR, d += kc * MR) {
+                    if (next) __builtin_prefetch(next + ip, 0, 3);
+                    if (mc - ip >= MR) {  // a whole run: a fixed-length vector copy
+                        std::memcpy(d, src + ip, MR * sizeof(T));
+                        continue;
+                    }
+                    const int64_t rows = mc - ip;
+                    for (int64_t i = 0; i < rows; ++i) d[i] = src[ip + i];
+                    for (int64_t i = rows; i < MR; ++i) d[i] = T(0);
+                }
+            }
+            return;
+        }
         for (int64_t ip = 0; ip < mc; ip += MR) {
             const int64_t rows = min64(MR, mc - ip), r0 = m0 + ip;
-            if (trans) {
-                // A stored (K, M): each k's MR entries are contiguous already
-                for (int64_t k = 0; k < kc; ++k, dst += MR) {
-                    const T* src = A + (k0 + k) * lda + r0;
-                    for (int64_t i = 0; i < rows; ++i) dst[i] = src[i];
-                    for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
-                }
-            } else {
-                // A stored (M, K): gather the MR rows' entries of each k (the rows stay cached
-                // across k; writing the panel in order beats writing it with stride MR)
+            // A stored (M, K): gather the MR rows' entries of each k (the rows stay cached
+            // across k; writing the panel in order beats writing it with stride MR)
+            if (rows == MR) {  // a whole panel: fixed-length gathers, no branches
                 for (int64_t k = 0; k < kc; ++k, dst += MR) {
                     const T* src = A + r0 * lda + k0 + k;
-                    for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
-                    for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
+                    for (int i = 0; i < MR; ++i) dst[i] = src[i * lda];
                 }
+                continue;
+            }
+            for (int64_t k = 0; k < kc; ++k, dst += MR) {
+                const T* src = A + r0 * lda + k0 + k;
+                for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
+                for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
             }
         }
     }

@@ -132,13 +132,13 @@ def test_one_thread_and_all_threads_match_the_reference(variant):
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_two_thread_unit_split_backward_matches_the_reference(variant, dtype):
-    """Two threads splitting every step by hidden units (B = 20 is under the 12 rows per thread
-    from which steps split by batch rows; H = 192 gives 6 AVX-512 panels and work enough for two
+    """Two threads splitting every step by hidden units (B = 12 is under the 8 rows per thread
+    from which steps split by batch rows; H = 256 gives 8 AVX-512 panels and work enough for two
     threads even for the RNN), with
     ragged lengths that shrink the running batch step by step and the block cache poisoned with
     NaN first: every step's barrier-separated phases must see only what the other thread
     finished writing."""
-    T, B, I, H = 9, 20, 24, 192
+    T, B, I, H = 9, 12, 24, 256
     rng = np.random.default_rng(5)
     kw = make_inputs(rng, variant, T, B, I, H, dtype, lengths="mixed", mask=True)
     kw["lengths"][:3] = [T, 8, 7]

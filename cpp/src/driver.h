@@ -164,13 +164,14 @@ inline int64_t projection_block_steps(int64_t B, int64_t GH, size_t element) {
     return std::max<int64_t>(1, rows / std::max<int64_t>(B, 1));
 }
 
-// Rows per thread from which a step splits by batch rows (no barrier) rather than by units:
-// one full AVX-512 row tile, two AVX2 or baseline tiles. Each thread then streams all of W_hh
-// from its cache for its rows instead of half of it for all rows, and the per-step barrier,
-// where a thread waits out the other's jitter, goes. Measured with 2 threads, LSTM H=256:
-// B=24/32/40 forward 15.7/20.7/25.5 -> 14.6/19.6/24.0 ms (from 2 tiles per thread before);
-// training B=32 -1%, GRU H=256 B=32 forward -5%, training -2%.
-constexpr int64_t kBatchSplitRows = 12;
+// Rows per thread from which a step splits by batch rows (no barrier) rather than by units.
+// Each thread then streams all of W_hh from its cache for its rows instead of half of it for
+// all rows, and the per-step barrier, where a thread waits out the other's jitter, goes.
+// Measured with 2 threads, LSTM H=256, against splitting by units: B=16/24/32/40 forward
+// 10.7/15.7/20.7/25.5 -> 10.0/14.6/19.6/24.0 ms, training B=16 -3%, B=32 -1%; GRU H=256 B=32
+// forward -5%, training -2%. At 4 rows per thread (B=8) it gains only 2-3%, at 2 (B=4) it
+// loses a third: the short tiles run below speed.
+constexpr int64_t kBatchSplitRows = 8;
 
 // How one sequence's time loop is spread over threads.
 struct TeamPlan {

@@ -8,8 +8,8 @@
 // Each type V provides: T (element), W (lanes), R (register), registers (how many the ISA has,
 // which sets the GEMM tile height), and static functions load/store (unaligned), set1, zero, hsum
 // (the sum of the lanes), add, sub, mul, div, quot (a / b within 0.5 ulp + 2^-27 relative: div,
-// or a reciprocal estimate refined where that is cheaper), fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) /
-// min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
+// or a reciprocal estimate refined where that is cheaper), fmadd(a, b, c) = a*b + c,
+// max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
 // nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
 // operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where x < lo, v elsewhere,
 // NaN x included).

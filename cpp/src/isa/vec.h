@@ -9,10 +9,10 @@
 // which sets the GEMM tile height), and static functions load/store (unaligned), set1, zero, hsum
 // (the sum of the lanes), add, sub, mul, div, quot (a / b within 0.5 ulp + 2^-27 relative: div,
 // or a reciprocal estimate refined where that is cheaper), fmadd(a, b, c) = a*b + c,
-// max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a number), round (to
-// nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal range), and the bit
-// operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where x < lo, v elsewhere,
-// NaN x included).
+// max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a
+// number), round (to nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal
+// range), and the bit operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where
+// x < lo, v elsewhere, NaN x included).
 //
 // Pair<V> is a vector of twice the lanes made of two V: with V = the AVX2 type it emulates the
 // 16-float AVX-512 tiles on AVX2 hardware, so their tiles and tails run in the tests anywhere.

@@ -7,12 +7,12 @@
 //
 // Each type V provides: T (element), W (lanes), R (register), registers (how many the ISA has,
 // which sets the GEMM tile height), and static functions load/store (unaligned), set1, zero, hsum
-// (the sum of the lanes), add, sub, mul, div, quot (a / b within 0.5 ulp + 2^-27 relative: div,
-// or a reciprocal estimate refined where that is cheaper), fmadd(a, b, c) = a*b + c,
-// max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping never turns NaN into a
-// number), round (to nearest, |x| < 2^22), pow2n(n) (2^n for integer-valued n in the normal
-// range), and the bit operations abs and copysign_from, and zero_where_less(v, x, lo) (0 where
-// x < lo, v elsewhere, NaN x included).
+// (the sum of the lanes), add, sub, mul, quot (a / b: a correctly rounded division, or within
+// 0.5 ulp + 2^-27 relative from a refined reciprocal estimate where that is cheaper),
+// fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping
+// never turns NaN into a number), round (to nearest, |x| < 2^22), pow2n(n) (2^n for
+// integer-valued n in the normal range), and the bit operations abs and copysign_from, and
+// zero_where_less(v, x, lo) (0 where x < lo, v elsewhere, NaN x included).
 //
 // Pair<V> is a vector of twice the lanes made of two V: with V = the AVX2 type it emulates the
 // 16-float AVX-512 tiles on AVX2 hardware, so their tiles and tails run in the tests anywhere.
@@ -64,8 +64,7 @@ struct Scalar {
     static T hsum(R v) { return v; }
     static R sub(R a, R b) { return a - b; }
     static R mul(R a, R b) { return a * b; }
-    static R div(R a, R b) { return a / b; }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return a / b; }
     static R fmadd(R a, R b, R c) { return a * b + c; }
     static R max_keep_nan(R lo, R x) { return x < lo ? lo : x; }
     static R min_keep_nan(R hi, R x) { return x > hi ? hi : x; }
@@ -103,8 +102,7 @@ struct Sse2F {
     }
     static R sub(R a, R b) { return _mm_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm_mul_ps(a, b); }
-    static R div(R a, R b) { return _mm_div_ps(a, b); }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return _mm_div_ps(a, b); }
     static R fmadd(R a, R b, R c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
     static R max_keep_nan(R lo, R x) { return _mm_max_ps(lo, x); }  // returns x when x is NaN
     static R min_keep_nan(R hi, R x) { return _mm_min_ps(hi, x); }
@@ -133,8 +131,7 @@ struct Sse2D {
     static T hsum(R v) { return _mm_cvtsd_f64(_mm_add_sd(v, _mm_unpackhi_pd(v, v))); }
     static R sub(R a, R b) { return _mm_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm_mul_pd(a, b); }
-    static R div(R a, R b) { return _mm_div_pd(a, b); }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return _mm_div_pd(a, b); }
     static R fmadd(R a, R b, R c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
     static R max_keep_nan(R lo, R x) { return _mm_max_pd(lo, x); }
     static R min_keep_nan(R hi, R x) { return _mm_min_pd(hi, x); }
@@ -169,8 +166,7 @@ struct Avx2F {
     }
     static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
-    static R div(R a, R b) { return _mm256_div_ps(a, b); }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return _mm256_div_ps(a, b); }
     static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
     static R max_keep_nan(R lo, R x) { return _mm256_max_ps(lo, x); }
     static R min_keep_nan(R hi, R x) { return _mm256_min_ps(hi, x); }
@@ -200,8 +196,7 @@ struct Avx2D {
     }
     static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
-    static R div(R a, R b) { return _mm256_div_pd(a, b); }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return _mm256_div_pd(a, b); }
     static R fmadd(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
     static R max_keep_nan(R lo, R x) { return _mm256_max_pd(lo, x); }
     static R min_keep_nan(R hi, R x) { return _mm256_min_pd(hi, x); }
@@ -232,7 +227,6 @@ struct Avx512F {
     static T hsum(R v) { return _mm512_reduce_add_ps(v); }
     static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
     static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-    static R div(R a, R b) { return _mm512_div_ps(a, b); }
     // q0 = a rcp14(b) is within 2^-14; one Newton step on the quotient, with the residual
     // a - b q0 exact through the FMA, squares that error away.
     static R quot(R a, R b) {
@@ -271,8 +265,7 @@ struct Avx512D {
     static T hsum(R v) { return _mm512_reduce_add_pd(v); }
     static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
     static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
-    static R div(R a, R b) { return _mm512_div_pd(a, b); }
-    static R quot(R a, R b) { return div(a, b); }
+    static R quot(R a, R b) { return _mm512_div_pd(a, b); }
     static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
     static R max_keep_nan(R lo, R x) { return _mm512_max_pd(lo, x); }
     static R min_keep_nan(R hi, R x) { return _mm512_min_pd(hi, x); }
@@ -313,7 +306,6 @@ struct Pair {
     GATEDRNN_PAIR2(add)
     GATEDRNN_PAIR2(sub)
     GATEDRNN_PAIR2(mul)
-    GATEDRNN_PAIR2(div)
     GATEDRNN_PAIR2(quot)
     GATEDRNN_PAIR2(max_keep_nan)
     GATEDRNN_PAIR2(min_keep_nan)

@@ -233,9 +233,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                     // The B block after this one (next panel, else the next depth block) comes
                     // from L3 or memory: fetch it into L2 a slice per row tile, so the first
                     // tile that uses it does not stall. Only worth it with many row tiles.
-                    const T* next_b = p + 1 < p1 ? packed.panel(p + 1) + k0 * nr
-                                      : k0 + kc < K ? packed.panel(p0) + (k0 + kc) * nr : nullptr;
-                    const int64_t next_lines = next_b ? (std::min(kKC, K - (p + 1 < p1 ? k0 : k0 + kc)) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
+                    const bool next_panel = p + 1 < p1;
+                    const int64_t next_k0 = next_panel ? k0 : k0 + kc;
+                    const T* next_b = next_k0 < K ? packed.panel(next_panel ? p + 1 : p0) + next_k0 * nr
+                                                  : nullptr;
+                    const int64_t next_lines =
+                        next_b ? (std::min(kKC, K - next_k0) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
                     const int64_t row_tiles = (rows + mr - 1) / mr;
                     const int64_t lines_per_tile = row_tiles >= kPrefetchTiles ? (next_lines + row_tiles - 1) / row_tiles : 0;
                     for (int64_t i = 0, line = 0; i < rows; i += mr) {

@@ -180,6 +180,31 @@ def test_over_budget_reference_is_skipped_not_run(tmp_path):
     assert row["speedup"]["reference"] is None
 
 
+def test_a_long_call_is_timed_after_a_full_warm_up_call():
+    """A call longer than --max-time is timed once, but not as its first full-size call (the
+    probe ran fewer steps): that one also pays for first touching its buffers."""
+    case = bench.Case("train", "lstm", "train", 40, 2, 3, 4)
+    calls = []
+
+    class FirstFullCallSlow:
+        def prepare(self, case, prob, threads):
+            def make(T):
+                def fn():
+                    if T == case.T:
+                        calls.append(T)
+                    time.sleep(0.2 if calls == [case.T] else 0.05)
+                    return T
+                return fn
+            return bench.Runner(make, lambda res: {"steps": np.array([res])})
+
+    st = bench.prepare_and_warm(FirstFullCallSlow(), case, None, threads=1, budget=10.0,
+                                max_time=0.01)
+    assert st["status"] == "ok" and st["single"]
+    assert len(calls) == 2                           # the warm-up call and the timed one
+    assert st["warm_s"] >= 0.2 and 0.05 <= st["single_s"] < 0.2
+    assert st["outputs"]["steps"] == case.T
+
+
 def test_command_line(tmp_path, capsys):
     from gatedrnn.__main__ import main
     with pytest.raises(SystemExit) as exc:

@@ -345,6 +345,10 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const bool fused_projection = !training && !plan.batch_split && plan.threads > 1 &&
                                   N <= kFusedProjectionRows && block_steps >= sched.steps &&
                                   H % ih_nr == 0;
+    // When y's rows are in packed order with row stride H (every sequence full length, not
+    // reversed, one direction), a step's rows of y are one dense (B, H) block: h_t is written
+    // straight into it and read back from there as the next step's h_{t-1}, with no copy.
+    const bool h_in_y = sched.identity && ld_y == H;
     for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
@@ -367,9 +371,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.H = H;
             a.xw = xw + (p0 - sched.offset[s0]) * GH;
             a.bias = bias.data();
-            a.h = h_buf[cur].get();
-            a.h_rec = mask ? h_rec_buf[cur].get() : h_buf[cur].get();
-            a.h_out = h_buf[nxt].get();
+            a.h = h_in_y && s > 0 ? y + sched.offset[s - 1] * H : h_buf[cur].get();
+            a.h_rec = mask ? h_rec_buf[cur].get() : a.h;
+            a.h_out = h_in_y ? y + p0 * H : h_buf[nxt].get();
             a.h_rec_out = mask ? h_rec_buf[nxt].get() : nullptr;
             a.mask = mask ? mask_sorted.get() : nullptr;
             a.c = c.get();
@@ -388,7 +392,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 cell.forward_phase(phase, a, sl);
                 if (!plan.batch_split) barrier();
             }
-            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });
+            if (!h_in_y)
+                copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });
             copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) {
                 return sched.len[j] == s + 1 ? h_n + sched.order[j] * H : nullptr;
             });

@@ -111,6 +111,7 @@ struct HiddenGrads {
     T* dw_hh;              // (G*H, H)
     T* db_hh;              // (G*H) or nullptr
     const T* db_ih;        // (G*H) column sums of dg (always computed)
+    const T* db_extra;     // (H) column sums of dg_extra, or nullptr without it
     const T* dg;           // (N, G*H)
     const T* dg_extra;     // (N, H)
     const T* h_rec;        // (N, H) m (.) h_{t-1}
@@ -128,14 +129,16 @@ void slice_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, const Pack
                 C + sl.row_first * ldc, ldc * sl.row_step);
 }
 
-// dst (N, cols) = column sums into out (cols).
+// sums[own units of each of the G blocks of H columns] += those columns of rows first,
+// first + step, ... < Bs of m (row stride ld): the rows' share of a column sum.
 template <typename T>
-void column_sums(T* out, const T* m, int64_t N, int64_t cols) {
-    std::fill(out, out + cols, T(0));
-    for (int64_t r = 0; r < N; ++r) {
-        const T* row = m + r * cols;
-        for (int64_t k = 0; k < cols; ++k) out[k] += row[k];
-    }
+void add_slice_rows(T* sums, const T* m, int64_t ld, const Slice& sl, int64_t Bs, int G, int64_t H) {
+    for (int64_t j = sl.row_first; j < Bs; j += sl.row_step)
+        for (int g = 0; g < G; ++g) {
+            const T* row = m + j * ld + g * H;
+            T* out = sums + g * H;
+            for (int64_t u = sl.u_begin; u < sl.u_end; ++u) out[u] += row[u];
+        }
 }
 
 // out (N, cols) = rows of the sequence matrix in packed order (or the matrix itself).
@@ -441,9 +444,16 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
+    // The bias gradients, column sums of dG (and of dg_extra) over all rows, are added up
+    // step by step while each thread's rows and columns of them are still in its cache: one
+    // partial sum per thread, added together after the loop.
+    const int64_t sum_cols = GH + (cell.uses_dg_extra() ? H : 0);
+    Buffer<T> db_parts(checked_mul(plan.threads, sum_cols));
+    std::fill(db_parts.get(), db_parts.get() + plan.threads * sum_cols, T(0));
     run_team(plan, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t n = sl.u_end - sl.u_begin;
+        T* db_part = db_parts.get() + tid * sum_cols;
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
@@ -476,6 +486,8 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
                 if (phase > 0 && !plan.batch_split) barrier();
                 cell.backward_phase(phase, a, sl);
             }
+            add_slice_rows(db_part, a.dg, GH, sl, Bs, G, H);
+            if (a.dg_extra) add_slice_rows(db_part + GH, a.dg_extra, H, sl, Bs, 1, H);
         }
     });
     scatter_state(dh0, dh.get(), sched.order, H);
@@ -492,9 +504,10 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, T(0), dx_packed.get(), I);
         scatter_rows(dx, seq.rows(), dx_packed.get(), sched.source, I, seq.accumulate_dx);
     }
-    std::vector<T> db(GH);
-    column_sums(db.data(), dg.get(), N, GH);
-    if (db_ih) std::copy(db.begin(), db.end(), db_ih);
+    std::vector<T> db(sum_cols, T(0));
+    for (int t = 0; t < plan.threads; ++t)
+        for (int64_t c = 0; c < sum_cols; ++c) db[c] += db_parts.get()[t * sum_cols + c];
+    if (db_ih) std::copy(db.begin(), db.begin() + GH, db_ih);
 
     Buffer<T> h_rec_storage;
     const T* h_rec = planes.h_prev;
@@ -513,6 +526,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     hg.dw_hh = dw_hh;
     hg.db_hh = db_hh;
     hg.db_ih = db.data();
+    hg.db_extra = cell.uses_dg_extra() ? db.data() + GH : nullptr;
     hg.dg = dg.get();
     hg.dg_extra = dg_extra.get();
     hg.h_rec = h_rec;

@@ -85,7 +85,7 @@ struct GruCell {
             gemm_tn<T>(H, H, g.N, g.dg_extra, H, g.h_rec, H, T(0), dw_hn, H);
             if (g.db_hh) {
                 std::copy(g.db_ih, g.db_ih + 2 * H, g.db_hh);
-                column_sums(g.db_hh + 2 * H, g.dg_extra, g.N, H);
+                std::copy(g.db_extra, g.db_extra + H, g.db_hh + 2 * H);
             }
         } else {
             gemm_tn<T>(H, H, g.N, g.dg + 2 * H, 3 * H, g.saved[0], H, T(0), dw_hn, H);

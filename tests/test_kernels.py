@@ -190,11 +190,14 @@ def test_inference_projection_blocks_match_training(reverse, batch_first):
 
 
 SMALLER_TEAM_SCRIPT = r"""
+import sys
 import numpy as np, gatedrnn
 from gatedrnn import functional as F, reference as R
-gatedrnn.set_num_threads(2)
+gatedrnn.set_num_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
-# (B, H): a weight-stationary split by hidden units, and a split by batch rows
+# (B, H): a weight-stationary split by hidden units, and a split by batch rows (whose inference
+# projects each thread's rows inside the loop: B=128 is divisible by the 2 or 4 threads asked
+# for, not by a team of 3)
 for T, B, I, H in [(4, 8, 16, 256), (4, 128, 16, 48)]:
     x = rng.standard_normal((T, B, I))
     for cell, G, opts in [("rnn", 1, {}), ("gru", 3, {"reset_after": False}),
@@ -205,17 +208,20 @@ for T, B, I, H in [(4, 8, 16, 256), (4, 128, 16, 48)]:
         dy = rng.standard_normal(got.y.shape)
         pairs = [(got.y, want.y)] + list(zip(getattr(F, cell + "_backward")(got.ctx, dy=dy),
                                              getattr(R, cell + "_backward")(want.ctx, dy=dy)))
+        pairs.append((getattr(F, cell)(x, *w, **opts).y, want.y))   # inference
         for a, b in pairs:
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12, err_msg=f"{cell} B={B}")
 print("ok")
 """
 
 
-def test_a_smaller_team_than_requested_still_computes_everything():
+@pytest.mark.parametrize("cap, limit", [(2, 1), (4, 3)])
+def test_a_smaller_team_than_requested_still_computes_everything(cap, limit):
     """OpenMP may start fewer threads than a call asks for (OMP_THREAD_LIMIT, or a call from
     inside another parallel region); every slice of the work must still be computed. With the
-    cap at 2 and the limit at 1, a partition by the requested count would skip half the units."""
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    out = subprocess.run([sys.executable, "-c", SMALLER_TEAM_SCRIPT], env=env,
+    cap at 2 and the limit at 1, a partition by the requested count would skip half the units;
+    with 4 and 3, the team does not divide the batch that the plan split by rows."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": str(limit)}
+    out = subprocess.run([sys.executable, "-c", SMALLER_TEAM_SCRIPT, str(cap)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

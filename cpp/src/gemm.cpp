@@ -181,8 +181,14 @@ template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, cons
 namespace detail {
 
 template <typename T>
+int64_t gemm_serial_scratch_elements(const PackedB<T>& B) {
+    // rows_per_tile() on one thread is at most max(mr, kABlockBytes / (kKC * sizeof(T))).
+    return std::max<int64_t>(B.kernels->mr * kKC, kABlockBytes / int64_t(sizeof(T)));
+}
+
+template <typename T>
 void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<T>& packed,
-                    T alpha, T beta, T* C, int64_t ldc, int min_threads) {
+                    T alpha, T beta, T* C, int64_t ldc, int min_threads, T* serial_scratch) {
     const int64_t N = packed.N, K = packed.K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == T(0)) {
@@ -193,12 +199,15 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     if (packed.direct || packed.strided) {
         if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a view takes alpha = 1");
         if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a view takes A as is");
-        gemm_packed_parallel(M, A, lda, packed, beta, C, ldc, min_threads);
+        if (serial_scratch)
+            gemm_packed(M, A, lda, packed, 0, packed.panels, beta, C, ldc);
+        else
+            gemm_packed_parallel(M, A, lda, packed, beta, C, ldc, min_threads);
         return;
     }
     const int64_t nr = k.nr, mr = k.mr;
     const bool pack_a = M >= kPackA && packed.panels >= kPackAPanels;
-    int threads = std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
+    int threads = serial_scratch ? 1 : std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
     // Row blocks split the work between threads whether or not A is packed (a narrow B has
     // too few panels to share out).
     const int64_t mc = M >= kPackA ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
@@ -211,11 +220,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     const int64_t tiles = tiles_m * tiles_n;
     threads = static_cast<int>(std::min<int64_t>(threads, tiles));
     const int64_t a_block = mc * kKC;
-    Buffer<T> a_packs(pack_a ? checked_mul(std::max(threads, 1), a_block) : 0);
+    Buffer<T> a_packs(pack_a && !serial_scratch ? checked_mul(std::max(threads, 1), a_block) : 0);
+    T* const a_pack_base = serial_scratch ? serial_scratch : a_packs.get();
     const int64_t a_row = ta == Trans::yes ? 1 : lda, a_col = ta == Trans::yes ? lda : 1;
 
     parallel_chunks(tiles, threads, [&](int64_t begin, int64_t end, int tid) {
-        T* pa = pack_a ? a_packs.get() + tid * a_block : nullptr;
+        T* pa = pack_a ? a_pack_base + tid * a_block : nullptr;
         // A thread's consecutive tiles of one row block are done together: its A block is
         // packed once per depth block, not once per column group.
         for (int64_t tile = begin, next; tile < end; tile = next) {
@@ -256,9 +266,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
 }
 
 template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,
-                                    float, float, float*, int64_t, int);
+                                    float, float, float*, int64_t, int, float*);
 template void gemm_prepacked<double>(Trans, int64_t, const double*, int64_t,
-                                     const PackedB<double>&, double, double, double*, int64_t, int);
+                                     const PackedB<double>&, double, double, double*, int64_t, int,
+                                     double*);
+template int64_t gemm_serial_scratch_elements<float>(const PackedB<float>&);
+template int64_t gemm_serial_scratch_elements<double>(const PackedB<double>&);
 
 }  // namespace detail
 

@@ -48,9 +48,14 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
 
 // C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM, on at
 // least `min_threads` threads (a caller keeping B cache-resident across calls asks for more).
+// With serial_scratch (gemm_serial_scratch_elements(B) elements), it runs on the calling thread
+// only and packs A there: it allocates nothing, so it cannot throw inside a parallel region.
 template <typename T>
 void gemm_prepacked(Trans trans_a, int64_t M, const T* A, int64_t lda, const PackedB<T>& B,
-                    T alpha, T beta, T* C, int64_t ldc, int min_threads = 1);
+                    T alpha, T beta, T* C, int64_t ldc, int min_threads = 1,
+                    T* serial_scratch = nullptr);
+template <typename T>
+int64_t gemm_serial_scratch_elements(const PackedB<T>& B);
 
 // The same with A already packed into row panels (the kernels' pack_a layout, depth B.K).
 template <typename T>

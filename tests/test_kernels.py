@@ -167,18 +167,23 @@ def test_set_num_threads_rejects_bad_values(bad, error, match):
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_inference_projection_blocks_match_training(reverse, batch_first):
-    """Inference projects the input in blocks of steps (about 4 MB each; here 16 steps of
-    B = 64 rows of 4H = 1024 floats, so T = 40 spans three blocks, and ragged lengths make the
-    blocks uneven); training projects all rows at once. The same kernels, but a row may land
+@pytest.mark.parametrize("ragged", [True, False])
+@pytest.mark.parametrize("H", [256, 512])
+def test_inference_projection_blocks_match_training(H, ragged, reverse, batch_first):
+    """Inference projects the input in blocks of steps; training projects all rows at once.
+    With two threads, H=256 splits a step by batch rows (each thread projecting its own rows
+    when every sequence is full length: 16 steps per block here) and H=512 by hidden units
+    (each thread projecting its own gate columns: 8 steps of B = 64 per block); T = 40 spans
+    several blocks, and ragged lengths make them uneven. The same kernels, but a row may land
     in a tile of another height (short tiles keep partial sums over k), so the two agree to
     float32 rounding, not bit for bit; and both match the reference."""
     rng = np.random.default_rng(11)
-    T, B, I, H = 40, 64, 24, 256
+    T, B, I = 40, 64, 24
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
     w = [rng.uniform(-0.06, 0.06, s).astype(np.float32) for s in [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
-    lengths = rng.integers(0, T + 1, size=B)
-    lengths[3] = T
+    lengths = rng.integers(0, T + 1, size=B) if ragged else None
+    if ragged:
+        lengths[3] = T
     kw = dict(lengths=lengths, reverse=reverse, batch_first=batch_first)
     infer = F.lstm(x, *w, **kw)
     train = F.lstm(x, *w, training=True, **kw)

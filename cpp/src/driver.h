@@ -155,7 +155,8 @@ constexpr int64_t kInPlaceRows = 8;
 // A single step reads each weight matrix once for all its rows: packing (two passes over the
 // weights) pays back only for a batch this large.
 constexpr int64_t kInPlaceSingleStepRows = 64;
-// Inference calls with at most this many valid rows project inside the time loop's region.
+// Blocks of at most this many rows are projected inside the time loop's region without
+// packing or depth blocks (streaming steps).
 constexpr int64_t kFusedProjectionRows = 32;
 
 // Inference: steps per block of the input projection. A block holds about 4 MB of projected
@@ -340,6 +341,13 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     // needs no parallel region of its own.
     const bool own_rows_projection = !training && plan.batch_split && plan.threads > 1 &&
                                      sched.identity && B % plan.threads == 0;
+    // Inference split by units: each thread projects the gate columns of its own units, which
+    // are all its steps read, at the start of each block inside the loop's region (for a
+    // streaming step, no second region and no extra barrier). Needs each gate's block of
+    // W_ih^T to start on a panel boundary.
+    const int64_t ih_nr = ih.kernels->nr;
+    const bool own_cols_projection = !training && !plan.batch_split && plan.threads > 1 &&
+                                     H % ih_nr == 0;
     const int64_t block_steps =
         training ? std::max<int64_t>(sched.steps, 1)
         : own_rows_projection ? own_rows_block_steps(B, GH, sizeof(T), plan.threads)
@@ -360,16 +368,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                           threads_for_cache(call_weight_bytes<T>(G, I, H)));
     };
 
-    const int64_t projection_scratch_size = own_rows_projection ? gemm_serial_scratch_elements(ih) : 0;
+    const int64_t projection_scratch_size =
+        own_rows_projection || own_cols_projection ? gemm_serial_scratch_elements(ih) : 0;
     Buffer<T> projection_scratch(checked_mul(plan.threads, projection_scratch_size));
-    // A short inference call split by units (a streaming step, above all) projects inside the
-    // time loop's parallel region: each thread computes exactly the gate columns of its own
-    // units, which are all its steps read, so there is no second region and no extra barrier.
-    // Needs each gate's block of W_ih^T to start on a panel boundary.
-    const int64_t ih_nr = ih.kernels->nr;
-    const bool fused_projection = !training && !plan.batch_split && plan.threads > 1 &&
-                                  N <= kFusedProjectionRows && block_steps >= sched.steps &&
-                                  H % ih_nr == 0;
     // When y's rows are in packed order with row stride H (every sequence full length, not
     // reversed, one direction), a step's rows of y are one dense (B, H) block: h_t is written
     // straight into it and read back from there as the next step's h_{t-1}, with no copy.
@@ -378,16 +379,28 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     s1 = std::min(sched.steps, s0 + block_steps);
     T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
     const T* x_rows = nullptr;   // the block's rows of x, when the team projects them
-    if (fused_projection || own_rows_projection)
+    if (own_cols_projection || own_rows_projection)
         x_rows = block_input(s0, s1);
     else
         project(s0, s1, xw);
     run_team(plan, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
-        if (fused_projection)
-            for (int g = 0; g < G; ++g)
-                gemm_packed<T>(N, x_rows, I, ih, (g * H + sl.u_begin) / ih_nr,
-                               (g * H + sl.u_end + ih_nr - 1) / ih_nr, T(0), xw, GH);
+        if (own_cols_projection) {
+            const int64_t rows = sched.offset[s1] - sched.offset[s0];
+            PanelRuns own;   // this thread's units in each gate's block of columns
+            own.first = sl.u_begin / ih_nr;
+            own.length = (sl.u_end + ih_nr - 1) / ih_nr - own.first;
+            own.stride = H / ih_nr;
+            own.count = G;
+            if (rows <= kFusedProjectionRows) {  // a few rows: no packing, no depth blocks
+                for (int g = 0; g < G; ++g)
+                    gemm_packed<T>(rows, x_rows, I, ih, own.first + g * own.stride,
+                                   own.first + g * own.stride + own.length, T(0), xw, GH);
+            } else {
+                gemm_prepacked<T>(Trans::no, rows, x_rows, I, ih, T(1), T(0), xw, GH, 1,
+                                  projection_scratch.get() + tid * projection_scratch_size, own);
+            }
+        }
         if (own_rows_projection && B % team == 0) {
             const int64_t M = (s1 - s0) * (B / team);
             gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),

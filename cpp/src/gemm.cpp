@@ -188,35 +188,46 @@ int64_t gemm_serial_scratch_elements(const PackedB<T>& B) {
 
 template <typename T>
 void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<T>& packed,
-                    T alpha, T beta, T* C, int64_t ldc, int min_threads, T* serial_scratch) {
+                    T alpha, T beta, T* C, int64_t ldc, int min_threads, T* serial_scratch,
+                    PanelRuns runs) {
     const int64_t N = packed.N, K = packed.K;
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == T(0)) {
-        scale(M, N, beta, C, ldc);
-        return;
-    }
     const isa::Kernels<T>& k = *packed.kernels;
-    if (packed.direct || packed.strided) {
-        if (alpha != T(1)) throw std::logic_error("gemm_prepacked: a view takes alpha = 1");
-        if (ta == Trans::yes) throw std::logic_error("gemm_prepacked: a view takes A as is");
-        if (serial_scratch)
-            gemm_packed(M, A, lda, packed, 0, packed.panels, beta, C, ldc);
-        else
+    const int64_t nr = k.nr, mr = k.mr;
+    if (runs.length < 0) runs = PanelRuns{0, packed.panels, 0, 1};
+    const int64_t P = runs.length * runs.count;   // panels multiplied
+    // The p-th of them (p < P): runs of `length` panels, `stride` panels apart.
+    const auto panel_at = [&](int64_t p) {
+        return runs.first + (p / runs.length) * runs.stride + p % runs.length;
+    };
+    if (P != packed.panels && !serial_scratch)
+        throw std::logic_error("gemm_prepacked: a subset of panels runs serially only");
+    if (M <= 0 || N <= 0 || P <= 0) return;
+    if (K <= 0 || alpha == T(0) || packed.direct || packed.strided) {
+        if ((packed.direct || packed.strided) && (alpha != T(1) || ta == Trans::yes))
+            throw std::logic_error("gemm_prepacked: a view takes alpha = 1 and A as is");
+        if (!serial_scratch && K > 0 && alpha != T(0)) {
             gemm_packed_parallel(M, A, lda, packed, beta, C, ldc, min_threads);
+            return;
+        }
+        for (int64_t r = 0; r < runs.count; ++r) {
+            const int64_t p0 = runs.first + r * runs.stride, p1 = p0 + runs.length;
+            if (K <= 0 || alpha == T(0))
+                scale(M, std::min(p1 * nr, N) - p0 * nr, beta, C + p0 * nr, ldc);
+            else
+                gemm_packed(M, A, lda, packed, p0, p1, beta, C, ldc);
+        }
         return;
     }
-    const int64_t nr = k.nr, mr = k.mr;
-    const bool pack_a = M >= kPackA && packed.panels >= kPackAPanels;
+    const bool pack_a = M >= kPackA && P >= kPackAPanels;
     int threads = serial_scratch ? 1 : std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
     // Row blocks split the work between threads whether or not A is packed (a narrow B has
     // too few panels to share out).
     const int64_t mc = M >= kPackA ? rows_per_tile<T>(M, std::max(threads, 1), mr) : M;
     const int64_t tiles_m = (M + mc - 1) / mc;
     // Enough column groups that every thread gets work even when M is one block.
-    const int64_t groups = std::min<int64_t>(packed.panels,
-                                             std::max<int64_t>(1, (threads * 4 + tiles_m - 1) / tiles_m));
-    const int64_t panels_per_group = (packed.panels + groups - 1) / groups;
-    const int64_t tiles_n = (packed.panels + panels_per_group - 1) / panels_per_group;
+    const int64_t groups = std::min<int64_t>(P, std::max<int64_t>(1, (threads * 4 + tiles_m - 1) / tiles_m));
+    const int64_t panels_per_group = (P + groups - 1) / groups;
+    const int64_t tiles_n = (P + panels_per_group - 1) / panels_per_group;
     const int64_t tiles = tiles_m * tiles_n;
     threads = static_cast<int>(std::min<int64_t>(threads, tiles));
     const int64_t a_block = mc * kKC;
@@ -233,20 +244,21 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
             next = std::min(end, (mi + 1) * tiles_n);
             const int64_t i0 = mi * mc, rows = std::min(mc, M - i0);
             const int64_t p0 = (tile % tiles_n) * panels_per_group;
-            const int64_t p1 = std::min(packed.panels, ((next - 1) % tiles_n + 1) * panels_per_group);
+            const int64_t p1 = std::min(P, ((next - 1) % tiles_n + 1) * panels_per_group);
             for (int64_t k0 = 0; k0 < K; k0 += kKC) {
                 const int64_t kc = std::min(kKC, K - k0);
                 if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);
                 for (int64_t p = p0; p < p1; ++p) {
-                    const int64_t j0 = p * nr, cols = std::min(nr, N - j0);
-                    const T* b = packed.panel(p) + k0 * nr;
+                    const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
+                    const T* b = packed.panel(panel_at(p)) + k0 * nr;
                     // The B block after this one (next panel, else the next depth block) comes
                     // from L3 or memory: fetch it into L2 a slice per row tile, so the first
                     // tile that uses it does not stall. Only worth it with many row tiles.
                     const bool next_panel = p + 1 < p1;
                     const int64_t next_k0 = next_panel ? k0 : k0 + kc;
-                    const T* next_b = next_k0 < K ? packed.panel(next_panel ? p + 1 : p0) + next_k0 * nr
-                                                  : nullptr;
+                    const T* next_b =
+                        next_k0 < K ? packed.panel(panel_at(next_panel ? p + 1 : p0)) + next_k0 * nr
+                                    : nullptr;
                     const int64_t next_lines =
                         next_b ? (std::min(kKC, K - next_k0) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
                     const int64_t row_tiles = (rows + mr - 1) / mr;
@@ -266,10 +278,10 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
 }
 
 template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,
-                                    float, float, float*, int64_t, int, float*);
+                                    float, float, float*, int64_t, int, float*, PanelRuns);
 template void gemm_prepacked<double>(Trans, int64_t, const double*, int64_t,
                                      const PackedB<double>&, double, double, double*, int64_t, int,
-                                     double*);
+                                     double*, PanelRuns);
 template int64_t gemm_serial_scratch_elements<float>(const PackedB<float>&);
 template int64_t gemm_serial_scratch_elements<double>(const PackedB<double>&);
 

@@ -172,7 +172,7 @@ def test_set_num_threads_rejects_bad_values(bad, error, match):
 def test_inference_projection_blocks_match_training(H, ragged, reverse, batch_first):
     """Inference projects the input in blocks of steps; training projects all rows at once.
     With two threads, H=256 splits a step by batch rows (each thread projecting its own rows
-    when every sequence is full length: 16 steps per block here) and H=512 by hidden units
+    by blocks when every sequence is full length, training included: 16 steps per block here) and H=512 by hidden units
     (each thread projecting its own gate columns: 8 steps of B = 64 per block); T = 40 spans
     several blocks, and ragged lengths make them uneven. The same kernels, but a row may land
     in a tile of another height (short tiles keep partial sums over k), so the two agree to
@@ -190,8 +190,9 @@ def test_inference_projection_blocks_match_training(H, ragged, reverse, batch_fi
     for a, b in zip(infer, train[:3]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     ref = R.lstm(x.astype(np.float64), *[a.astype(np.float64) for a in w], **kw)
-    np.testing.assert_allclose(infer.y, ref.y, rtol=1e-4, atol=2e-5)
-    np.testing.assert_allclose(infer.c_n, ref.c_n, rtol=1e-4, atol=2e-5)
+    for got in (infer, train):
+        np.testing.assert_allclose(got.y, ref.y, rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(got.c_n, ref.c_n, rtol=1e-4, atol=2e-5)
 
 
 SMALLER_TEAM_SCRIPT = r"""

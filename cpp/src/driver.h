@@ -1,9 +1,11 @@
 // Internal: the sequence driver shared by every cell (level 1 of the core, DESIGN.md §3-4).
 //
 // It owns what does not depend on the cell: the packed schedule of (t, b) pairs, the input
-// projection as ONE GEMM over all valid rows before the time loop, the time loop itself, the
-// training workspace, and in backward the weight and input gradients as big GEMMs/reductions
-// over all valid rows after the loop.
+// projection as big GEMMs over blocks of valid rows ahead of the steps that read them (each
+// thread projecting the rows or gate columns its own steps read, where the team splits that
+// way), the time loop itself, the training workspace, and in backward the weight and input
+// gradients as big GEMMs over all valid rows after the loop (the bias gradients are summed
+// during it).
 //
 // The time loop runs in ONE parallel region for the whole sequence. Two ways to split a step:
 // - by hidden units ("weight-stationary"): each thread owns a fixed slice of hidden units with
@@ -168,8 +170,8 @@ inline int64_t projection_block_steps(int64_t B, int64_t GH, size_t element) {
     return std::max<int64_t>(1, rows / std::max<int64_t>(B, 1));
 }
 
-// Inference split by batch rows: steps per block of the input projection when each thread
-// projects its own rows (own_rows_projection below), about 2 MB of them per thread. Measured
+// Split by batch rows: steps per block of the input projection when each thread projects its
+// own rows (own_rows_projection below), about 2 MB of them per thread. Measured
 // with 2 threads, LSTM H=256 T=150, B=16/32/64 forward, against the shared projection: 2 MB
 // per thread gains 1-2%; 0.25 MB loses 2% (short GEMMs), 4 MB ties, 8 MB loses 3-5%.
 inline int64_t own_rows_block_steps(int64_t B, int64_t GH, size_t element, int threads) {
@@ -300,7 +302,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     }
     const PackedB<T>& ih = prepared ? prepared->ih : ih_local;
     // 2. The time loop, one parallel region per block of steps (one for the whole sequence
-    //    when training or when the projection fits the block).
+    //    when training projects all rows at once, or when one block holds every step).
     PackedB<T> local[G];
     if (!prepared)
         for (int g = 0; g < G; ++g) {

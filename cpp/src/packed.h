@@ -46,14 +46,14 @@ template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc);
 
-// C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM, on at
-// least `min_threads` threads (a caller keeping B cache-resident across calls asks for more).
 // A subset of a packed B's panels: `count` runs of `length` panels, the r-th starting at panel
 // first + r * stride (the gate blocks of one thread's hidden units). length -1: all panels.
 struct PanelRuns {
     int64_t first = 0, length = -1, stride = 0, count = 1;
 };
 
+// C (M, N) = alpha op(A) . B + beta C for a packed B: the cache-blocked, threaded GEMM, on at
+// least `min_threads` threads (a caller keeping B cache-resident across calls asks for more).
 // With serial_scratch (gemm_serial_scratch_elements(B) elements), it runs on the calling thread
 // only and packs A there: it allocates nothing, so it cannot throw inside a parallel region.
 // It may then multiply only some of B's panels (`runs`), into those columns of C (C still

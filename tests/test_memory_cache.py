@@ -115,6 +115,39 @@ def test_blocks_are_reused_and_the_limit_holds(cache_limit):
     assert gr.info()["memory_cached"] == 0
 
 
+def test_over_the_limit_the_least_recently_released_blocks_go_first(cache_limit):
+    """A process that ran other shapes before holds their blocks; when the current call's
+    blocks push the cache over its limit, the stale ones must go, not the current call's
+    (largest-first dropped those, so every later call faulted its buffers in afresh)."""
+    rng = np.random.default_rng(0)
+
+    def training_call(T, B, H):
+        x = rng.standard_normal((T, B, H)).astype(np.float32)
+        w = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in [(4 * H, H), (4 * H, H)]]
+        dy = np.ones((T, B, H), np.float32)
+
+        def call():
+            out = F.lstm(x, *w, training=True)
+            F.lstm_backward(out.ctx, dy=dy)
+        return call
+
+    old, new = training_call(40, 16, 64), training_call(40, 32, 256)
+    blocks = {}
+    for name, call in (("old", old), ("new", new)):
+        gr.empty_memory_cache()
+        call()
+        blocks[name] = _core._memory_cache_blocks()
+    assert max(blocks["new"]) > max(blocks["old"])
+    gr.empty_memory_cache()
+    cache_limit(sum(blocks["new"]) + sum(blocks["old"]) // 2)
+    old()
+    new()
+    held = _core._memory_cache_blocks()
+    for size in set(blocks["new"]):          # every block of the latest call is still there
+        assert held.count(size) >= blocks["new"].count(size), (size, held, blocks)
+    assert sum(held) <= sum(blocks["new"]) + sum(blocks["old"]) // 2
+
+
 def test_arrays_from_the_cache_are_ordinary_writable_arrays():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((30, 32, 64)).astype(np.float64)

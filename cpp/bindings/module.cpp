@@ -662,4 +662,5 @@ PYBIND11_MODULE(_core, m) {
         if (byte < 0 || byte > 255) throw gatedrnn::ValueError("byte: expected 0..255, got " + std::to_string(byte));
         gatedrnn::fill_memory_cache(static_cast<unsigned char>(byte));
     }, py::arg("byte"));
+    m.def("_memory_cache_blocks", &gatedrnn::memory_cache_blocks);
 }

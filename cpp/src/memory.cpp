@@ -1,6 +1,7 @@
 // The block cache behind gatedrnn/memory.h.
 #include "gatedrnn/memory.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -110,7 +111,7 @@ public:
             std::lock_guard<std::mutex> guard(lock_);
             auto it = free_.find(size);
             if (it != free_.end()) {
-                void* p = it->second;
+                void* p = it->second.block;
                 free_.erase(it);
                 cached_ -= size;
                 return p;
@@ -133,7 +134,7 @@ public:
                 drop.push_back(p);
             } else {
                 try {
-                    free_.emplace(size, p);
+                    free_.emplace(size, Released{p, ++releases_});
                     cached_ += size;
                 } catch (...) {
                     drop.push_back(p);
@@ -163,7 +164,13 @@ public:
     }
     void fill(unsigned char byte) {
         std::lock_guard<std::mutex> guard(lock_);
-        for (auto& entry : free_) std::memset(entry.second, byte, entry.first);
+        for (auto& entry : free_) std::memset(entry.second.block, byte, entry.first);
+    }
+    std::vector<size_t> blocks() {
+        std::lock_guard<std::mutex> guard(lock_);
+        std::vector<size_t> sizes;
+        for (const auto& entry : free_) sizes.push_back(entry.first);
+        return sizes;
     }
     void empty() {
         std::vector<void*> drop;
@@ -175,22 +182,31 @@ public:
     }
 
 private:
-    // Drops the largest blocks until at most `keep` bytes stay cached.
+    // Drops the least recently released blocks until at most `keep` bytes stay cached: blocks
+    // of shapes the process ran long ago go first, not the (large) ones its current calls keep
+    // taking back, which would then be faulted in afresh by every call.
     void trim_locked(size_t keep, std::vector<void*>& drop) {
         while (cached_ > keep && !free_.empty()) {
-            auto it = std::prev(free_.end());
-            cached_ -= it->first;
+            auto oldest = free_.begin();
+            for (auto it = free_.begin(); it != free_.end(); ++it)
+                if (it->second.stamp < oldest->second.stamp) oldest = it;
+            cached_ -= oldest->first;
             try {
-                drop.push_back(it->second);
+                drop.push_back(oldest->second.block);
             } catch (...) {
-                std::free(it->second);
+                std::free(oldest->second.block);
             }
-            free_.erase(it);
+            free_.erase(oldest);
         }
     }
 
+    struct Released {
+        void* block;
+        uint64_t stamp;  // order of release
+    };
     std::mutex lock_;
-    std::multimap<size_t, void*> free_;  // size class -> released block
+    std::multimap<size_t, Released> free_;  // size class -> released block
+    uint64_t releases_ = 0;
     size_t cached_ = 0;
     size_t limit_ = default_limit();
 };
@@ -212,6 +228,7 @@ void empty_memory_cache() {
     cache().empty();
     small_lists().clear();
 }
+std::vector<size_t> memory_cache_blocks() { return cache().blocks(); }
 void fill_memory_cache(unsigned char byte) {
     cache().fill(byte);
     small_lists().fill(byte);

@@ -6,7 +6,8 @@
 // a fifth of the step's time on a virtual machine, and it varies from run to run. So blocks of
 // at least kCachedBlockBytes go back to a process-wide cache when released and are handed out
 // again to the next request of a similar size. The cache keeps at most memory_cache_limit()
-// bytes of released blocks (GATEDRNN_MEMORY_CACHE_MB sets the default, 0 turns the cache off);
+// bytes of released blocks, dropping the least recently released first
+// (GATEDRNN_MEMORY_CACHE_MB sets the default, 0 turns the cache off);
 // empty_memory_cache() returns them to the system. Blocks of 4 MB and more are 2 MB aligned
 // and advised for transparent huge pages, where Linux offers them. Smaller blocks are kept per
 // thread, a few of each power-of-two size (about 4 MB at most per thread), outside that limit;
@@ -14,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 #include <cstdint>
 
 namespace gatedrnn {
@@ -33,5 +35,7 @@ void empty_memory_cache();
 // `byte`, so a kernel that reads memory it never wrote (and relied on fresh pages being zero)
 // gives NaN instead of passing by luck.
 void fill_memory_cache(unsigned char byte);
+// Tests: the sizes of the large blocks cached now, ascending.
+std::vector<size_t> memory_cache_blocks();
 
 }  // namespace gatedrnn

@@ -357,8 +357,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         : own_cols_projection ? projection_block_steps(B, GH, sizeof(T))
         : training ? std::max<int64_t>(sched.steps, 1)
                    : projection_block_steps(B, GH, sizeof(T));
-    Buffer<T> xw_storage(training ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), GH));
-    Buffer<T> x_block(sched.identity ? 0 : checked_mul(std::min(N, checked_mul(block_steps, B)), I));
+    const int64_t max_block_rows = std::min(N, checked_mul(block_steps, B));
+    Buffer<T> xw_storage(training ? 0 : checked_mul(max_block_rows, GH));
+    Buffer<T> x_block(sched.identity ? 0 : checked_mul(max_block_rows, I));
     // The rows of x for steps [s0, s1), in packed order.
     auto block_input = [&](int64_t s0, int64_t s1) {
         const int64_t r0 = sched.offset[s0], rows = sched.offset[s1] - r0;
@@ -373,8 +374,10 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                           threads_for_cache(call_weight_bytes<T>(G, I, H)));
     };
 
+    // Scratch for the threads' serial projection GEMMs (none when every block is a few rows).
     const int64_t projection_scratch_size =
-        own_rows_projection || own_cols_projection ? gemm_serial_scratch_elements(ih) : 0;
+        own_rows_projection || (own_cols_projection && max_block_rows > kFusedProjectionRows)
+            ? gemm_serial_scratch_elements(ih) : 0;
     Buffer<T> projection_scratch(checked_mul(plan.threads, projection_scratch_size));
     // When y's rows are in packed order with row stride H (every sequence full length, not
     // reversed, one direction), a step's rows of y are one dense (B, H) block: h_t is written

@@ -15,8 +15,8 @@
 #pragma once
 
 #include <cstddef>
-#include <vector>
 #include <cstdint>
+#include <vector>
 
 namespace gatedrnn {
 

@@ -644,6 +644,10 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                 bool accumulate, T* a_pack) {
     const int64_t M = sl.rows(Bs);
     const bool pack = a_pack && M >= kPackRows && !packed[g0].direct && !packed[g0].strided;
+    // The thread's panels of all the gates: too many to stay in its L2 from step to step?
+    const bool fetch_next = pack && (g1 - g0) * (sl.p_end - sl.p_begin) * packed[g0].K *
+                                            packed[g0].kernels->nr * int64_t(sizeof(T)) >
+                                        kL2ResidentBytes;
     for (int g = g0; g < g1; ++g) {
         const T beta = (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0);
         if (!pack) {
@@ -653,8 +657,9 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
         if (g == g0 || a_gate != 0)
             packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
                                       0, M, 0, packed[g].K, a_pack);
+        const T* after = g + 1 < g1 ? packed[g + 1].panel(sl.p_begin) : nullptr;
         gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
-                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step);
+                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after);
     }
 }
 

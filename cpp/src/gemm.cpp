@@ -108,7 +108,7 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
                                        C + i * ldc + j0, ldc, T(1), beta, true);
                 else
                     k.kernel(B.K, A + i * lda, lda, 1, rows, B.data.get(), C + i * ldc + j0, ldc,
-                             cols, T(1), beta, true);
+                             cols, T(1), beta, true, nullptr, 0);
             }
         }
         return;
@@ -131,19 +131,31 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
         for (int64_t i = 0; i < M; i += k.mr)
             k.kernel(B.K, A + i * lda, lda, 1, std::min<int64_t>(k.mr, M - i), B.panel(p),
-                     C + i * ldc + j0, ldc, cols, T(1), beta, true);
+                     C + i * ldc + j0, ldc, cols, T(1), beta, true, nullptr, 0);
     }
 }
 
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
-                   int64_t p_end, T beta, T* C, int64_t ldc) {
+                   int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next, const T* after) {
     const isa::Kernels<T>& k = *B.kernels;
+    // Panels from L3 or memory (recurrent weights too large for L2): while a panel's row tiles
+    // run, each fetches its slice of the next panel into L2 (the last panel, `after`'s). A
+    // tile's loop then finds its panel in L2 from the first k step.
+    const int64_t row_tiles = (M + k.mr - 1) / k.mr;
+    const int64_t panel_lines = (B.K * k.nr * int64_t(sizeof(T)) + 63) / 64;
+    const int64_t lines_per_tile = (panel_lines + row_tiles - 1) / row_tiles;
     for (int64_t p = p_begin; p < p_end; ++p) {
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
-        for (int64_t i = 0; i < M; i += k.mr)
+        const T* next = !fetch_next ? nullptr : p + 1 < p_end ? B.panel(p + 1) : after;
+        const int64_t next_lines = next ? panel_lines : 0;
+        for (int64_t i = 0, line = 0; i < M; i += k.mr) {
+            const int64_t slice = std::min(next_lines - line, lines_per_tile);
             k.kernel(B.K, a_packed + i * B.K, 1, k.mr, std::min<int64_t>(k.mr, M - i), B.panel(p),
-                     C + i * ldc + j0, ldc, cols, T(1), beta, true);
+                     C + i * ldc + j0, ldc, cols, T(1), beta, true,
+                     reinterpret_cast<const char*>(next) + line * 64, slice);
+            line += slice;
+        }
     }
 }
 
@@ -168,9 +180,9 @@ template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<f
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
                                   int64_t, double, double*, int64_t);
 template void gemm_packed_a<float>(int64_t, const float*, const PackedB<float>&, int64_t, int64_t,
-                                   float, float*, int64_t);
+                                   float, float*, int64_t, bool, const float*);
 template void gemm_packed_a<double>(int64_t, const double*, const PackedB<double>&, int64_t, int64_t,
-                                    double, double*, int64_t);
+                                    double, double*, int64_t, bool, const double*);
 template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
                                           float, float*, int64_t, int);
 template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,
@@ -252,8 +264,9 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                     const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
                     const T* b = packed.panel(panel_at(p)) + k0 * nr;
                     // The B block after this one (next panel, else the next depth block) comes
-                    // from L3 or memory: fetch it into L2 a slice per row tile, so the first
-                    // tile that uses it does not stall. Only worth it with many row tiles.
+                    // from L3 or memory: each row tile's kernel fetches a slice of it into L2
+                    // while it runs, so the first tile that uses it does not stall. Only worth
+                    // it with many row tiles.
                     const bool next_panel = p + 1 < p1;
                     const int64_t next_k0 = next_panel ? k0 : k0 + kc;
                     const T* next_b =
@@ -264,12 +277,13 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                     const int64_t row_tiles = (rows + mr - 1) / mr;
                     const int64_t lines_per_tile = row_tiles >= kPrefetchTiles ? (next_lines + row_tiles - 1) / row_tiles : 0;
                     for (int64_t i = 0, line = 0; i < rows; i += mr) {
-                        for (int64_t e = std::min(next_lines, line + lines_per_tile); line < e; ++line)
-                            __builtin_prefetch(reinterpret_cast<const char*>(next_b) + line * 64, 0, 2);
+                        const int64_t slice = std::min(next_lines - line, lines_per_tile);
                         const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
                         k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? mr : a_col,
                                  std::min(mr, rows - i), b, C + (i0 + i) * ldc + j0, ldc, cols,
-                                 alpha, beta, k0 == 0);
+                                 alpha, beta, k0 == 0,
+                                 reinterpret_cast<const char*>(next_b) + line * 64, slice);
+                        line += slice;
                     }
                 }
             }

@@ -66,9 +66,17 @@ template <typename T>
 int64_t gemm_serial_scratch_elements(const PackedB<T>& B);
 
 // The same with A already packed into row panels (the kernels' pack_a layout, depth B.K).
+// With fetch_next, each panel's tiles fetch the next panel into L2 while they run, and the
+// last panel's tiles `after` (a panel the caller multiplies next, or nullptr): for panels that
+// come from L3 or memory.
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
-                   int64_t p_end, T beta, T* C, int64_t ldc);
+                   int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next = false,
+                   const T* after = nullptr);
+
+// Bytes of packed panels a thread can multiply again and again and still find in its L2
+// (about half of a 2 MB L2): above it, the recurrent step fetches its next panels ahead.
+constexpr int64_t kL2ResidentBytes = int64_t(1) << 20;
 
 // The same over all panels, spread over threads by panels.
 template <typename T>

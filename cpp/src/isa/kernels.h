@@ -199,7 +199,8 @@ struct GemmKernels {
     // at b + k * ldb (packed panels have ldb = NR).
     template <int M, bool Packed, bool Strided = false>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
-                     int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR) {
+                     int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR,
+                     const char* next = nullptr, int64_t next_lines = 0) {
         if constexpr (Packed) a_row = 1, a_col = MR;
         if constexpr (!Strided) ldb = NR;
         // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
@@ -221,14 +222,20 @@ struct GemmKernels {
         int64_t k = 0;
         // C is read or written once, after the k loop. A C that is not in cache (a fresh
         // output, such as the input projection's) would stall there: fetch its lines during
-        // the first k steps, one line per kPrefetchEvery steps. Issued all at once they would
-        // fill the core's miss buffers and stall the loop instead.
-        if constexpr (Packed && U == 1) {
-            constexpr int kPrefetchEvery = 8;
-            constexpr int lines = 2 * M;  // the first and last element of each row's NR
-            for (int line = 0; line < lines && k + kPrefetchEvery <= kc; ++line) {
-                __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * (NR - 1), 1, 3);
-                for (int j = 0; j < kPrefetchEvery; ++j, ++k) step(k, 0);
+        // the k steps, one line every few steps. So are the caller's `next_lines` lines at
+        // `next` (the B block it multiplies next) fetched into L2. Issued all at once, either
+        // would fill the core's miss buffers and stall the loop instead.
+        if constexpr (U == 1) {
+            // The first and last element of each row's NR (a packed A: a GEMM's output tile).
+            constexpr int c_lines = Packed ? 2 * M : 0;
+            const int64_t lines = c_lines + next_lines;
+            const int64_t every = max64(1, min64(8, kc / max64(lines, 1)));
+            for (int64_t line = 0; line < lines && k + every <= kc; ++line) {
+                if (line < c_lines)
+                    __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * (NR - 1), 1, 3);
+                else
+                    __builtin_prefetch(next + (line - c_lines) * 64, 0, 2);
+                for (int64_t j = 0; j < every; ++j, ++k) step(k, 0);
             }
         }
         for (; k + U <= kc; k += U)
@@ -262,23 +269,29 @@ struct GemmKernels {
     template <int M, bool Packed, bool Strided = false>
     static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
                           const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta,
-                          bool overwrite, int64_t ldb = NR) {
+                          bool overwrite, int64_t ldb = NR, const char* next = nullptr,
+                          int64_t next_lines = 0) {
         if constexpr (M > 1) {
             if (rows < M) {
                 tile_rows<M - 1, Packed, Strided>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha,
-                                                  beta, overwrite, ldb);
+                                                  beta, overwrite, ldb, next, next_lines);
                 return;
             }
         }
-        tile<M, Packed, Strided>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb);
+        tile<M, Packed, Strided>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb,
+                                 next, next_lines);
     }
 
     static void kernel(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
-                       const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite) {
+                       const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
+                       const void* next, int64_t next_lines) {
+        const char* pf = static_cast<const char*>(next);
         if (a_row == 1 && a_col == MR)
-            tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+            tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite,
+                                NR, pf, next_lines);
         else
-            tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite);
+            tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite,
+                                 NR, pf, next_lines);
     }
 
     static void kernel_strided_b(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,

@@ -55,9 +55,11 @@ struct Kernels {
                    int64_t kc, T* dst);
     // C (rows, cols) = beta C + alpha a . b  (overwrite; beta 0: C not read) or C += alpha a . b,
     // with a element (i, k) at a[i * a_row + k * a_col], rows <= mr, b one packed panel from k = 0,
-    // cols <= nr.
+    // cols <= nr. The `next_lines` 64-byte lines from `next` (none: nullptr, 0) are fetched into
+    // L2, spread over the k steps (tiles of 4 or more rows; shorter ones ignore them).
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
-                   const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite);
+                   const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
+                   const void* next, int64_t next_lines);
     // The same for nr whole columns of a row-major B (K, N) read in place: row k of the panel
     // at b + k * ldb (every nr entries of each of the kc rows must be readable).
     void (*kernel_strided_b)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,

@@ -211,7 +211,9 @@ struct GemmKernels {
         for (int u = 0; u < U; ++u)
             for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();
         const auto step = [&](int64_t k, int u) {
-            const auto b0 = V::load(b + k * ldb), b1 = V::load(b + k * ldb + V::W);
+            // One row: B is used once, as the FMA's memory operand. More rows share each load.
+            const auto b0 = M >= 2 ? V::load_reg(b + k * ldb) : V::load(b + k * ldb);
+            const auto b1 = M >= 2 ? V::load_reg(b + k * ldb + V::W) : V::load(b + k * ldb + V::W);
             const T* ak = a + k * a_col;
             for (int i = 0; i < M; ++i) {
                 const auto ai = V::set1(ak[i * a_row]);

@@ -57,6 +57,9 @@ struct Scalar {
     static constexpr int W = 1;
     static constexpr int registers = 16;
     static R load(const T* p) { return *p; }
+    // load, kept in a register: the compiler may not fold it into each arithmetic use as a
+    // memory operand (a 2- or 3-row GEMM tile would then load every B vector 2 or 3 times).
+    static R load_reg(const T* p) { return *p; }
     static void store(T* p, R v) { *p = v; }
     static R set1(T v) { return v; }
     static R zero() { return T(0); }
@@ -92,6 +95,7 @@ struct Sse2F {
     using R = __m128;
     static constexpr int W = 4;
     static R load(const T* p) { return _mm_loadu_ps(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+x"(v)); return v; }
     static void store(T* p, R v) { _mm_storeu_ps(p, v); }
     static R set1(T v) { return _mm_set1_ps(v); }
     static R zero() { return _mm_setzero_ps(); }
@@ -124,6 +128,7 @@ struct Sse2D {
     using R = __m128d;
     static constexpr int W = 2;
     static R load(const T* p) { return _mm_loadu_pd(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+x"(v)); return v; }
     static void store(T* p, R v) { _mm_storeu_pd(p, v); }
     static R set1(T v) { return _mm_set1_pd(v); }
     static R zero() { return _mm_setzero_pd(); }
@@ -155,6 +160,7 @@ struct Avx2F {
     using R = __m256;
     static constexpr int W = 8;
     static R load(const T* p) { return _mm256_loadu_ps(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+x"(v)); return v; }
     static void store(T* p, R v) { _mm256_storeu_ps(p, v); }
     static R set1(T v) { return _mm256_set1_ps(v); }
     static R zero() { return _mm256_setzero_ps(); }
@@ -186,6 +192,7 @@ struct Avx2D {
     using R = __m256d;
     static constexpr int W = 4;
     static R load(const T* p) { return _mm256_loadu_pd(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+x"(v)); return v; }
     static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
     static R set1(T v) { return _mm256_set1_pd(v); }
     static R zero() { return _mm256_setzero_pd(); }
@@ -220,6 +227,7 @@ struct Avx512F {
     using R = __m512;
     static constexpr int W = 16;
     static R load(const T* p) { return _mm512_loadu_ps(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+v"(v)); return v; }
     static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
     static R set1(T v) { return _mm512_set1_ps(v); }
     static R zero() { return _mm512_setzero_ps(); }
@@ -258,6 +266,7 @@ struct Avx512D {
     using R = __m512d;
     static constexpr int W = 8;
     static R load(const T* p) { return _mm512_loadu_pd(p); }
+    static R load_reg(const T* p) { R v = load(p); __asm__("" : "+v"(v)); return v; }
     static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
     static R set1(T v) { return _mm512_set1_pd(v); }
     static R zero() { return _mm512_setzero_pd(); }
@@ -297,6 +306,7 @@ struct Pair {
     static constexpr int registers = 32;  // the AVX-512 tile shapes, whatever they cost here
     static R make(typename V::R lo, typename V::R hi) { R r; r.lo = lo; r.hi = hi; return r; }
     static R load(const T* p) { return make(V::load(p), V::load(p + V::W)); }
+    static R load_reg(const T* p) { return make(V::load_reg(p), V::load_reg(p + V::W)); }
     static void store(T* p, R v) { V::store(p, v.lo); V::store(p + V::W, v.hi); }
     static R set1(T v) { return make(V::set1(v), V::set1(v)); }
     static R zero() { return make(V::zero(), V::zero()); }

@@ -56,7 +56,8 @@ struct Kernels {
     // C (rows, cols) = beta C + alpha a . b  (overwrite; beta 0: C not read) or C += alpha a . b,
     // with a element (i, k) at a[i * a_row + k * a_col], rows <= mr, b one packed panel from k = 0,
     // cols <= nr. The `next_lines` 64-byte lines from `next` (none: nullptr, 0) are fetched into
-    // L2, spread over the k steps (tiles of 4 or more rows; shorter ones ignore them).
+    // L2, spread over the k steps, at most one per step (by tiles of 4 or more rows; shorter
+    // ones ignore them): a hint, lines past that are not fetched.
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                    const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
                    const void* next, int64_t next_lines);

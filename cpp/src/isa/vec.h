@@ -6,7 +6,9 @@
 // That is also why nothing here calls a std:: template.
 //
 // Each type V provides: T (element), W (lanes), R (register), registers (how many the ISA has,
-// which sets the GEMM tile height), and static functions load/store (unaligned), set1, zero, hsum
+// which sets the GEMM tile height), and static functions load/store (unaligned), load_reg (a load
+// the compiler must keep in a register rather than fold into each use as a memory operand: a
+// 2- or 3-row GEMM tile would otherwise load every B vector 2 or 3 times), set1, zero, hsum
 // (the sum of the lanes), add, sub, mul, quot (a / b: a correctly rounded division, or within
 // 0.5 ulp + 2^-27 relative from a refined reciprocal estimate where that is cheaper),
 // fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping
@@ -57,8 +59,6 @@ struct Scalar {
     static constexpr int W = 1;
     static constexpr int registers = 16;
     static R load(const T* p) { return *p; }
-    // load, kept in a register: the compiler may not fold it into each arithmetic use as a
-    // memory operand (a 2- or 3-row GEMM tile would then load every B vector 2 or 3 times).
     static R load_reg(const T* p) { return *p; }
     static void store(T* p, R v) { *p = v; }
     static R set1(T v) { return v; }

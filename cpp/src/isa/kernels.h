@@ -361,10 +361,14 @@ struct GemmKernels {
 
 // ---- pointwise cell steps ----------------------------------------------------------------
 // Each walks the n units of one row: whole vectors with V, the tail with the scalar type,
-// through the same code (so the tail has the same math and accuracy).
+// through the same code (so the tail has the same math and accuracy). With 32 registers, two
+// vectors at a time (Pair<V>): an activation is a chain of ~25 dependent operations, and two
+// chains issued side by side keep both vector ports busy where one would wait on latency.
 template <class V, class F>
 inline void sweep(int64_t n, F&& f) {
     int64_t k = 0;
+    if constexpr (V::registers >= 32)
+        for (; k + 2 * V::W <= n; k += 2 * V::W) f(Pair<V>{}, k);
     for (; k + V::W <= n; k += V::W) f(V{}, k);
     for (; k < n; ++k) f(Scalar<typename V::T>{}, k);
 }

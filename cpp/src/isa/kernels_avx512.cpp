@@ -5,6 +5,14 @@
 
 #include "table.h"
 
+// GCC before 13 warns "'__Y' is used uninitialized" wherever AVX-512 intrinsics that take an
+// _mm512_undefined_* pass-through (max, min, roundscale, shifts) inline into a large function
+// (GCC bug 105593): a false alarm about the intrinsics' own placeholder, not about our values.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace gatedrnn::isa {
 namespace {
 #include "vec.h"

@@ -311,3 +311,41 @@ def test_single_step_calls_reading_weights_in_place(name, cell, G, opts, B):
     dy = rng.standard_normal((1, B, H))
     _grads_close(getattr(F, cell + "_backward")(got.ctx, dy=dy),
                  getattr(R, cell + "_backward")(want.ctx, dy=dy))
+
+
+@pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("T, B, training", [(1, 1, False), (1, 3, False), (6, 2, False),
+                                             (3, 9, False), (3, 9, True)])
+def test_zigzag_sweeps_repeat_bit_for_bit(name, cell, G, opts, threads, T, B, training):
+    """With I = H = 512 in float64, a thread's share of W_hh (and, for one step, of W_ih)
+    is above the 1.5 MB from which each thread reads the weights in alternate directions from
+    one sweep to the next (every step, and every call: a one-step call on the reversed turn
+    runs its recurrent GEMM before the projection). Only the order of the panels changes, never
+    the order of the products in an output element: calls on the two turns agree bit for bit,
+    and with the reference. Two inputs alternate, so that no call can pass by finding the
+    previous call's numbers in a reused buffer."""
+    rng = np.random.default_rng(19)
+    I = H = 512
+    xs = [rng.standard_normal((T, B, I)) for _ in range(2)]
+    w = [a * 0.05 for a in _weights(rng, G, I, H)]
+    h0 = rng.standard_normal((B, H))
+    extra = {"c0": rng.standard_normal((B, H))} if cell == "lstm" else {}
+    packed = F.pack_weights(cell, *w, **opts)
+    before = gatedrnn.get_num_threads()
+    gatedrnn.set_num_threads(threads)
+    try:
+        runs = [getattr(F, cell)(xs[i % 2], packed, h0=h0, training=training, **extra)
+                for i in range(7)]
+    finally:
+        gatedrnn.set_num_threads(before)
+    fields = [f for f in runs[0]._fields if f != "ctx"]
+    for i, x in enumerate(xs):
+        want = getattr(R, cell)(x, *w, h0=h0, **opts, **extra)
+        for field in fields:
+            np.testing.assert_allclose(getattr(runs[i], field), getattr(want, field), rtol=1e-12,
+                                       atol=1e-13, err_msg=field)
+    for i in range(2, len(runs)):
+        for field in fields:
+            np.testing.assert_array_equal(getattr(runs[i], field), getattr(runs[i % 2], field),
+                                          err_msg=f"call {i}: {field}")

@@ -56,10 +56,13 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
 }
 
 // The part of a step one thread computes: rows first, first + step, ... of the running prefix,
-// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end).
+// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end). reverse: the GEMMs
+// that read the weights in place of a packed A visit the gates and panels in descending order
+// (a zig-zag sweep, see forward_sequence; the results are the same either way).
 struct Slice {
     int64_t row_first = 0, row_step = 1;
     int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
+    bool reverse = false;
     int64_t rows(int64_t Bs) const {
         return row_first < Bs ? (Bs - row_first + row_step - 1) / row_step : 0;
     }
@@ -86,6 +89,7 @@ struct StepForward {
     const PackedB<T>* packed;   // G blocks: W_hh[g]^T (H, H)
     const isa::Kernels<T>* k;
     T* a_pack;              // this thread's scratch for packing the GEMMs' A rows
+    bool gemm0_done;        // the cell's forward_gemm0 already ran for this step
 };
 
 template <typename T>
@@ -128,7 +132,7 @@ void slice_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, const Pack
     const int64_t M = sl.rows(Bs);
     if (M == 0) return;
     gemm_packed(M, A + sl.row_first * lda, lda * sl.row_step, Bg, sl.p_begin, sl.p_end, beta,
-                C + sl.row_first * ldc, ldc * sl.row_step);
+                C + sl.row_first * ldc, ldc * sl.row_step, sl.reverse);
 }
 
 // sums[own units of each of the G blocks of H columns] += those columns of rows first,
@@ -179,6 +183,20 @@ inline int64_t own_rows_block_steps(int64_t B, int64_t GH, size_t element, int t
     const int64_t rows = std::max<int64_t>(1, (int64_t(2) << 20) / row_bytes);
     const int64_t per_thread = std::max<int64_t>(1, (B + threads - 1) / threads);
     return std::max<int64_t>(1, rows / per_thread);
+}
+
+// Zig-zag sweeps. A thread whose share of the weights read in place for a step (and, for a
+// one-step call, its columns of W_ih^T too) is larger than its L2 reads them from L3 or memory
+// every time: each sweep evicts the lines the next sweep will want first. Reading them in
+// alternate directions (gates and panels in descending order every other time) starts each
+// sweep on the lines the previous one read last, and finds about an L2 of them still there.
+// Each thread alternates its own direction, from step to step and from call to call (a
+// streaming caller's one-step calls included); the order of the products within an output
+// element is the same either way, so are the results.
+constexpr double kZigzagBytes = 1.5 * 1024 * 1024;
+inline bool& thread_sweep_parity() {
+    static thread_local bool parity = false;
+    return parity;
 }
 
 // Rows per thread from which a step splits by batch rows (no barrier) rather than by units.
@@ -393,22 +411,34 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         project(s0, s1, xw);
     run_team(plan, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
-        if (own_cols_projection) {
-            const int64_t rows = sched.offset[s1] - sched.offset[s0];
+        const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
+        const bool fused_projection = own_cols_projection && block_rows <= kFusedProjectionRows;
+        // Zig-zag (see kZigzagBytes): the bytes of one sweep of this thread. A one-step block
+        // sweeps its W_ih^T columns too: reversed, it runs the step's recurrent GEMM first.
+        const bool one_step = fused_projection && s1 - s0 == 1;
+        const double sweep_bytes = static_cast<double>(G) * (sl.u_end - sl.u_begin) *
+                                   (H + (one_step ? I : 0)) * sizeof(T);
+        const bool zigzag = sweep_bytes > kZigzagBytes;
+        bool& parity = thread_sweep_parity();
+        const bool defer_projection = one_step && zigzag && parity;
+        auto project_own = [&](bool reverse) {  // this thread's columns of the block's xw
             PanelRuns own;   // this thread's units in each gate's block of columns
             own.first = sl.u_begin / ih_nr;
             own.length = (sl.u_end + ih_nr - 1) / ih_nr - own.first;
             own.stride = H / ih_nr;
             own.count = G;
-            if (rows <= kFusedProjectionRows) {  // a few rows: no packing, no depth blocks
-                for (int g = 0; g < G; ++g)
-                    gemm_packed<T>(rows, x_rows, I, ih, own.first + g * own.stride,
-                                   own.first + g * own.stride + own.length, T(0), xw, GH);
+            if (fused_projection) {  // a few rows: no packing, no depth blocks
+                for (int q = 0; q < G; ++q) {
+                    const int g = reverse ? G - 1 - q : q;
+                    gemm_packed<T>(block_rows, x_rows, I, ih, own.first + g * own.stride,
+                                   own.first + g * own.stride + own.length, T(0), xw, GH, reverse);
+                }
             } else {
-                gemm_prepacked<T>(Trans::no, rows, x_rows, I, ih, T(1), T(0), xw, GH, 1,
+                gemm_prepacked<T>(Trans::no, block_rows, x_rows, I, ih, T(1), T(0), xw, GH, 1,
                                   projection_scratch.get() + tid * projection_scratch_size, own);
             }
-        }
+        };
+        if (own_cols_projection && !defer_projection) project_own(false);
         if (own_rows_projection && B % team == 0) {
             const int64_t M = (s1 - s0) * (B / team);
             gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),
@@ -446,10 +476,18 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.packed = packed;
             a.k = &k;
             a.a_pack = a_packs.get() + tid * a_pack_size;
+            a.gemm0_done = false;
+            Slice ssl = sl;
+            if (zigzag) ssl.reverse = parity, parity = !parity;
+            if (defer_projection && s == s0) {  // reversed one-step sweep: W_hh, then W_ih^T
+                cell.forward_gemm0(a, ssl);
+                project_own(true);
+                a.gemm0_done = true;
+            }
             if (training)
                 copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
             for (int phase = 0; phase < cell.forward_phases(); ++phase) {
-                cell.forward_phase(phase, a, sl);
+                cell.forward_phase(phase, a, ssl);
                 if (!plan.batch_split) barrier();
             }
             if (!h_in_y)
@@ -631,7 +669,8 @@ isa::Row<T> backward_row(const StepBackward<T>& a, const Slice& sl, int64_t j) {
 
 // For each gate g in [g0, g1): C_g (+)= A_g . packed[g] over the slice, where A_g = A + g * a_gate
 // and C_g = C + g * c_gate (a_gate/c_gate 0: the same A or C for every gate). With accumulate,
-// the first gate adds to C too; otherwise it overwrites.
+// the first gate adds to C too; otherwise it overwrites. sl.reverse visits the gates from the
+// last (only where each gate has its own C: a shared C's sum keeps its order).
 //
 // From kPackRows rows of the slice on, A is first packed into `a_pack` (this thread's scratch,
 // round_up(B, mr) * H elements) once per call when every gate shares it: the packed-A kernel
@@ -648,18 +687,26 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
     const bool fetch_next = pack && (g1 - g0) * (sl.p_end - sl.p_begin) * packed[g0].K *
                                             packed[g0].kernels->nr * int64_t(sizeof(T)) >
                                         kL2ResidentBytes;
-    for (int g = g0; g < g1; ++g) {
+    const bool reverse = sl.reverse && c_gate != 0;
+    for (int q = g0; q < g1; ++q) {
+        const int g = reverse ? g0 + g1 - 1 - q : q;
         const T beta = (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0);
+        Slice gsl = sl;
+        gsl.reverse = reverse;
         if (!pack) {
-            slice_gemm(sl, Bs, A + g * a_gate, lda, packed[g], beta, C + g * c_gate, ldc);
+            slice_gemm(gsl, Bs, A + g * a_gate, lda, packed[g], beta, C + g * c_gate, ldc);
             continue;
         }
-        if (g == g0 || a_gate != 0)
+        if (q == g0 || a_gate != 0)
             packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
                                       0, M, 0, packed[g].K, a_pack);
-        const T* after = g + 1 < g1 ? packed[g + 1].panel(sl.p_begin) : nullptr;
+        // the panel multiplied next: the next gate's first (its last when reversed)
+        const T* after = q + 1 >= g1 ? nullptr
+                         : reverse   ? packed[g - 1].panel(sl.p_end - 1)
+                                     : packed[g + 1].panel(sl.p_begin);
         gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
-                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after);
+                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after,
+                      reverse);
     }
 }
 

@@ -95,7 +95,7 @@ void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t
 
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
-                 int64_t p_end, T beta, T* C, int64_t ldc) {
+                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse) {
     const isa::Kernels<T>& k = *B.kernels;
     if (B.strided && B.K > 0) {
         const int64_t full = B.N / k.nr;
@@ -127,7 +127,8 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
         }
         return;
     }
-    for (int64_t p = p_begin; p < p_end; ++p) {
+    for (int64_t q = p_begin; q < p_end; ++q) {
+        const int64_t p = reverse ? p_begin + p_end - 1 - q : q;
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
         for (int64_t i = 0; i < M; i += k.mr)
             k.kernel(B.K, A + i * lda, lda, 1, std::min<int64_t>(k.mr, M - i), B.panel(p),
@@ -137,7 +138,8 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
 
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
-                   int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next, const T* after) {
+                   int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next, const T* after,
+                   bool reverse) {
     const isa::Kernels<T>& k = *B.kernels;
     // Panels from L3 or memory (recurrent weights too large for L2): while a panel's row tiles
     // run, each fetches its slice of the next panel into L2 (the last panel, `after`'s). A
@@ -145,9 +147,12 @@ void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_
     const int64_t row_tiles = (M + k.mr - 1) / k.mr;
     const int64_t panel_lines = (B.K * k.nr * int64_t(sizeof(T)) + 63) / 64;
     const int64_t lines_per_tile = (panel_lines + row_tiles - 1) / row_tiles;
-    for (int64_t p = p_begin; p < p_end; ++p) {
+    for (int64_t q = p_begin; q < p_end; ++q) {
+        const int64_t p = reverse ? p_begin + p_end - 1 - q : q;
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
-        const T* next = !fetch_next ? nullptr : p + 1 < p_end ? B.panel(p + 1) : after;
+        const T* next = !fetch_next ? nullptr
+                        : q + 1 < p_end ? B.panel(reverse ? p - 1 : p + 1)
+                                        : after;
         const int64_t next_lines = next ? panel_lines : 0;
         for (int64_t i = 0, line = 0; i < M; i += k.mr) {
             const int64_t slice = std::min(next_lines - line, lines_per_tile);
@@ -176,13 +181,13 @@ template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, 
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
-                                 int64_t, float, float*, int64_t);
+                                 int64_t, float, float*, int64_t, bool);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
-                                  int64_t, double, double*, int64_t);
+                                  int64_t, double, double*, int64_t, bool);
 template void gemm_packed_a<float>(int64_t, const float*, const PackedB<float>&, int64_t, int64_t,
-                                   float, float*, int64_t, bool, const float*);
+                                   float, float*, int64_t, bool, const float*, bool);
 template void gemm_packed_a<double>(int64_t, const double*, const PackedB<double>&, int64_t, int64_t,
-                                    double, double*, int64_t, bool, const double*);
+                                    double, double*, int64_t, bool, const double*, bool);
 template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
                                           float, float*, int64_t, int);
 template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,

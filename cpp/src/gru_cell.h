@@ -29,10 +29,16 @@ struct GruCell {
         }
     }
 
+    // Phase 0's recurrent GEMM, which forward_phase(0) runs unless a.gemm0_done: all three
+    // gates (reset-after), [r z] (reset-before).
+    void forward_gemm0(const StepForward<T>& a, const Slice& sl) const {
+        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, reset_after ? 3 : 2, a.gates, 3 * a.H,
+                   a.H, false, a.a_pack);
+    }
     void forward_phase(int phase, const StepForward<T>& a, const Slice& sl) const {
         const int64_t H = a.H;
+        if (phase == 0 && !a.gemm0_done) forward_gemm0(a, sl);
         if (reset_after) {
-            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 3, a.gates, 3 * H, H, false, a.a_pack);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
                 r.b_hn = a.w->b_hh ? a.w->b_hh + 2 * H + sl.u_begin : nullptr;
                 a.k->gru_ra_forward(r);
@@ -42,7 +48,6 @@ struct GruCell {
         // r (.) h' lives in the saved plane when training, in scratch otherwise.
         T* rh = a.training ? a.save[0] : a.rh;
         if (phase == 0) {
-            gates_gemm(sl, a.Bs, a.h_rec, H, 0, a.packed, 0, 2, a.gates, 3 * H, H, false, a.a_pack);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t j) {
                 r.rh = rh + j * H + sl.u_begin;
                 a.k->gru_rb_forward1(r);

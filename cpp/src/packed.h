@@ -42,9 +42,10 @@ template <typename T>
 void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, int64_t N);
 
 // C (M, columns of panels [p_begin, p_end)) = A (M, K) . op(B) + beta C, on the calling thread.
+// reverse: the panels in descending order (the same results: see Sweep in driver.h).
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
-                 int64_t p_end, T beta, T* C, int64_t ldc);
+                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse = false);
 
 // A subset of a packed B's panels: `count` runs of `length` panels, the r-th starting at panel
 // first + r * stride (the gate blocks of one thread's hidden units). length -1: all panels.
@@ -68,11 +69,11 @@ int64_t gemm_serial_scratch_elements(const PackedB<T>& B);
 // The same with A already packed into row panels (the kernels' pack_a layout, depth B.K).
 // With fetch_next, each panel's tiles fetch the next panel into L2 while they run, and the
 // last panel's tiles `after` (a panel the caller multiplies next, or nullptr): for panels that
-// come from L3 or memory.
+// come from L3 or memory. reverse: the panels in descending order ("next" follows it).
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
                    int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next = false,
-                   const T* after = nullptr);
+                   const T* after = nullptr, bool reverse = false);
 
 // Bytes of packed panels a thread can multiply again and again and still find in its L2
 // (about half of a 2 MB L2): above it, the recurrent step fetches its next panels ahead.

@@ -21,8 +21,12 @@ struct RnnCell {
             bias[k] = (w.b_ih ? w.b_ih[k] : T(0)) + (w.b_hh ? w.b_hh[k] : T(0));
     }
 
-    void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
+    // Phase 0's recurrent GEMM, which forward_phase(0) runs unless a.gemm0_done.
+    void forward_gemm0(const StepForward<T>& a, const Slice& sl) const {
         gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 1, a.gates, a.H, a.H, false, a.a_pack);
+    }
+    void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
+        if (!a.gemm0_done) forward_gemm0(a, sl);
         forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) {
             r.activation = activation == Activation::relu;
             a.k->rnn_forward(r);

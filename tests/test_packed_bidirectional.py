@@ -331,6 +331,8 @@ def test_zigzag_sweeps_repeat_bit_for_bit(name, cell, G, opts, threads, T, B, tr
     w = [a * 0.05 for a in _weights(rng, G, I, H)]
     h0 = rng.standard_normal((B, H))
     extra = {"c0": rng.standard_normal((B, H))} if cell == "lstm" else {}
+    if B > 2:  # a ragged batch: one sequence without steps, the others of different lengths
+        extra["lengths"] = np.array([T] + [0] + [max(1, T - 1)] * (B - 2))
     packed = F.pack_weights(cell, *w, **opts)
     before = gatedrnn.get_num_threads()
     gatedrnn.set_num_threads(threads)

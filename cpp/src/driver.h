@@ -56,9 +56,9 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
 }
 
 // The part of a step one thread computes: rows first, first + step, ... of the running prefix,
-// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end). reverse: the GEMMs
-// that read the weights in place of a packed A visit the gates and panels in descending order
-// (a zig-zag sweep, see forward_sequence; the results are the same either way).
+// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end). reverse: the step's
+// recurrent GEMMs visit the gates and panels in descending order (a zig-zag sweep, see
+// kZigzagBytes; the results are the same either way).
 struct Slice {
     int64_t row_first = 0, row_step = 1;
     int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
@@ -701,9 +701,9 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
             packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
                                       0, M, 0, packed[g].K, a_pack);
         // the panel multiplied next: the next gate's first (its last when reversed)
-        const T* after = q + 1 >= g1 ? nullptr
-                         : reverse   ? packed[g - 1].panel(sl.p_end - 1)
-                                     : packed[g + 1].panel(sl.p_begin);
+        const T* after = !fetch_next || q + 1 >= g1 ? nullptr
+                         : reverse                  ? packed[g - 1].panel(sl.p_end - 1)
+                                                    : packed[g + 1].panel(sl.p_begin);
         gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
                       C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after,
                       reverse);

@@ -58,7 +58,7 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
 // The part of a step one thread computes: rows first, first + step, ... of the running prefix,
 // and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end). reverse: the step's
 // recurrent GEMMs visit the gates and panels in descending order (a zig-zag sweep, see
-// kZigzagBytes; the results are the same either way).
+// zigzag_bytes; the results are the same either way).
 struct Slice {
     int64_t row_first = 0, row_step = 1;
     int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
@@ -185,15 +185,15 @@ inline int64_t own_rows_block_steps(int64_t B, int64_t GH, size_t element, int t
     return std::max<int64_t>(1, rows / per_thread);
 }
 
-// Zig-zag sweeps. A thread whose share of the weights read in place for a step (and, for a
-// one-step call, its columns of W_ih^T too) is larger than its L2 reads them from L3 or memory
-// every time: each sweep evicts the lines the next sweep will want first. Reading them in
+// Zig-zag sweeps. A thread whose share of W_hh (and, for a one-step call, its columns of W_ih^T
+// too) does not fit in its L2 next to the step's other data reads them from L3 or memory on
+// every step: each sweep evicts the lines the next sweep will want first. Reading them in
 // alternate directions (gates and panels in descending order every other time) starts each
 // sweep on the lines the previous one read last, and finds about an L2 of them still there.
 // Each thread alternates its own direction, from step to step and from call to call (a
 // streaming caller's one-step calls included); the order of the products within an output
 // element is the same either way, so are the results.
-constexpr double kZigzagBytes = 1.5 * 1024 * 1024;
+inline double zigzag_bytes() { return 0.75 * l2_cache_bytes(); }  // 1.5 MB of a 2 MB L2
 inline bool& thread_sweep_parity() {
     static thread_local bool parity = false;
     return parity;
@@ -413,12 +413,12 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
         const bool fused_projection = own_cols_projection && block_rows <= kFusedProjectionRows;
-        // Zig-zag (see kZigzagBytes): the bytes of one sweep of this thread. A one-step block
+        // Zig-zag (see zigzag_bytes): the bytes of one sweep of this thread. A one-step block
         // sweeps its W_ih^T columns too: reversed, it runs the step's recurrent GEMM first.
         const bool one_step = fused_projection && s1 - s0 == 1;
         const double sweep_bytes = static_cast<double>(G) * (sl.u_end - sl.u_begin) *
                                    (H + (one_step ? I : 0)) * sizeof(T);
-        const bool zigzag = sweep_bytes > kZigzagBytes;
+        const bool zigzag = sweep_bytes > zigzag_bytes();
         bool& parity = thread_sweep_parity();
         const bool defer_projection = one_step && zigzag && parity;
         auto project_own = [&](bool reverse) {  // this thread's columns of the block's xw
@@ -684,9 +684,9 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
     const int64_t M = sl.rows(Bs);
     const bool pack = a_pack && M >= kPackRows && !packed[g0].direct && !packed[g0].strided;
     // The thread's panels of all the gates: too many to stay in its L2 from step to step?
-    const bool fetch_next = pack && (g1 - g0) * (sl.p_end - sl.p_begin) * packed[g0].K *
-                                            packed[g0].kernels->nr * int64_t(sizeof(T)) >
-                                        kL2ResidentBytes;
+    const bool fetch_next = pack && static_cast<double>((g1 - g0) * (sl.p_end - sl.p_begin) *
+                                                        packed[g0].K * packed[g0].kernels->nr *
+                                                        int64_t(sizeof(T))) > l2_resident_bytes();
     const bool reverse = sl.reverse && c_gate != 0;
     for (int q = g0; q < g1; ++q) {
         const int g = reverse ? g0 + g1 - 1 - q : q;

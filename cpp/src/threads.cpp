@@ -85,15 +85,20 @@ int threads_for_work(double work) {
     return want >= cap ? cap : static_cast<int>(want);
 }
 
-int threads_for_cache(double bytes) {
-    static const double budget = [] {
+double l2_cache_bytes() {
+    static const double bytes = [] {
         long l2 = 0;
 #if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
         l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
         if (l2 <= 0) l2 = 1L << 20;  // unknown: assume 1 MB
-        return 0.5 * static_cast<double>(l2);
+        return static_cast<double>(l2);
     }();
+    return bytes;
+}
+
+int threads_for_cache(double bytes) {
+    const double budget = 0.5 * l2_cache_bytes();
     const int cap = max_threads();
     if (cap <= 1 || bytes <= budget) return 1;
     const double want = bytes / budget + 0.999;

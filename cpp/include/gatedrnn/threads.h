@@ -33,6 +33,11 @@ private:
 // thread, so they do not pay for waking a team.
 int threads_for_work(double work);
 
+// Bytes of one core's L2 cache as the system reports it (1 MB where it does not): the size the
+// cache-aware choices are made against (threads for a call, which weights are fetched ahead, when
+// weight sweeps zig-zag).
+double l2_cache_bytes();
+
 // Threads needed so that each one's share of `bytes` of weights fits in half of its L2 cache:
 // weights read every call or step (streaming) then stay cache-resident instead of streaming
 // from L3 or memory each time, even when the arithmetic alone would not need the threads.

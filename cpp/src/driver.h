@@ -688,11 +688,11 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                                                         packed[g0].K * packed[g0].kernels->nr *
                                                         int64_t(sizeof(T))) > l2_resident_bytes();
     const bool reverse = sl.reverse && c_gate != 0;
+    Slice gsl = sl;  // the panels' order within each gate follows the gates'
+    gsl.reverse = reverse;
     for (int q = g0; q < g1; ++q) {
         const int g = reverse ? g0 + g1 - 1 - q : q;
         const T beta = (accumulate || (c_gate == 0 && g > g0)) ? T(1) : T(0);
-        Slice gsl = sl;
-        gsl.reverse = reverse;
         if (!pack) {
             slice_gemm(gsl, Bs, A + g * a_gate, lda, packed[g], beta, C + g * c_gate, ldc);
             continue;

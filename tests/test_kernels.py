@@ -99,6 +99,40 @@ def test_every_path_matches_the_reference(isa):
             np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12, err_msg=f"{isa} {field}")
 
 
+@pytest.mark.parametrize("M", [7, 8, 15, 16, 33, 64])
+def test_small_batch_products_with_weights_read_in_place(isa, M):
+    """A batch of a few tens of rows (half a panel's width and more) multiplies weights read in
+    place as C^T = W^T A^T, the transposed A packed: both forms of it (a row-major B, the
+    backward's dX = dG W_ih; B^T, the forward's x W_ih^T in a one-step call) against float64
+    products, with a depth of several blocks (K = 600) and ragged column chunks (N = 203)."""
+    rng = np.random.default_rng(M)
+    K, N = 600, 203
+    for dtype, rtol in [(np.float64, 1e-12), (np.float32, 1e-5)]:
+        a = rng.standard_normal((M, K)).astype(dtype)
+        b = rng.standard_normal((K, N)).astype(dtype)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        out = rng.standard_normal((M, N)).astype(dtype)
+        expect = want + 0.5 * out
+        _core.matmul(a, b, out=out, beta=0.5)
+        np.testing.assert_allclose(out, expect, rtol=rtol, atol=rtol * np.sqrt(K), err_msg=isa)
+    # One step of every cell, weights read in place (no handle), forward and backward.
+    I, H = 300, 70
+    x = rng.standard_normal((1, M, I))
+    for fwd, bwd, G, opts in [(F.rnn, F.rnn_backward, 1, {}),
+                              (F.gru, F.gru_backward, 3, {"reset_after": False}),
+                              (F.gru, F.gru_backward, 3, {"reset_after": True}),
+                              (F.lstm, F.lstm_backward, 4, {})]:
+        w = [rng.uniform(-0.2, 0.2, s) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]]
+        h0 = rng.standard_normal((M, H))
+        core = fwd(x, *w, h0=h0, training=True, **opts)
+        ref = getattr(R, fwd.__name__)(x, *w, h0=h0, training=True, **opts)
+        np.testing.assert_allclose(core.y, ref.y, rtol=1e-12, atol=1e-13, err_msg=isa)
+        dy = rng.standard_normal(core.y.shape)
+        got, want = bwd(core.ctx, dy=dy), getattr(R, bwd.__name__)(ref.ctx, dy=dy)
+        for g, r, field in zip(got, want, got._fields):
+            np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12, err_msg=f"{isa} {field}")
+
+
 def test_subnormal_inputs_give_the_same_results(isa):
     """A denormal-heavy input (x entirely subnormal) computes like x = 0: the core flushes
     denormals while it runs, and the difference to the exact result is below 1e-37."""

@@ -5,6 +5,8 @@
 #include "gatedrnn/gemm.h"
 
 #include <algorithm>
+#include <memory>
+#include <new>
 #include <stdexcept>
 
 #include "gatedrnn/threads.h"
@@ -46,6 +48,31 @@ void scale(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
     if (beta == T(1)) return;
     for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+}
+
+// A batch of at least this fraction of a panel's width (nr / 2 rows) multiplies B read in
+// place as C^T = op(B)^T A^T (Kernels::gemm_small_m); fewer rows would leave most of each
+// packed A^T panel's lanes empty, and keep the dot-product and strided tiles.
+template <typename T>
+bool small_m(const isa::Kernels<T>& k, int64_t M) {
+    return 2 * M >= k.nr;
+}
+
+// The calling thread's scratch for gemm_small_m: grown on demand, kept for the thread's next
+// calls (one per step of a streaming caller). nullptr when more than kSmallMScratchLimit
+// elements are asked for or the allocation fails: the caller then takes the path that needs
+// none (it may run inside a parallel region, where nothing may throw).
+constexpr int64_t kSmallMScratchLimit = int64_t(1) << 20;
+template <typename T>
+T* small_m_scratch(int64_t elements) {
+    thread_local std::unique_ptr<T[]> buffer;
+    thread_local int64_t size = 0;
+    if (elements > kSmallMScratchLimit) return nullptr;
+    if (elements > size) {
+        buffer.reset(new (std::nothrow) T[elements]);
+        size = buffer ? elements : 0;
+    }
+    return buffer.get();
 }
 
 // Sets the shape and the active ISA's kernels of a PackedB; returns the kernels.
@@ -97,6 +124,20 @@ template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc, bool reverse) {
     const isa::Kernels<T>& k = *B.kernels;
+    if ((B.strided || B.direct) && B.K > 0 && small_m(k, M)) {
+        const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
+        T* scratch = small_m_scratch<T>(k.small_m_scratch(M, B.K));
+        if (j1 <= j0) return;
+        if (scratch) {
+            if (B.strided)
+                k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.strided + j0, 1, B.ld_strided, beta,
+                               C + j0, ldc, scratch);
+            else
+                k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.direct + j0 * B.ld_direct, B.ld_direct,
+                               1, beta, C + j0, ldc, scratch);
+            return;
+        }
+    }
     if (B.strided && B.K > 0) {
         const int64_t full = B.N / k.nr;
         for (int64_t p = p_begin; p < p_end; ++p) {

@@ -130,6 +130,10 @@ struct GemmKernels {
     static constexpr int NR = 2 * V::W;
     // Tile height: 6 rows x 2 vectors (12 accumulators) with 16 registers, 12 x 2 (24) with 32.
     static constexpr int MR = V::registers >= 32 ? 12 : 6;
+    // Steps a tile with unit-stride rows of A fetches that operand ahead (gemm_small_m's
+    // B (K, N)): single-thread dX = dG W_ih at M=32, K=1536, N=512, 8 -> 364 us, 12 -> 363,
+    // 16 -> 371, 32 -> 420, none -> 580.
+    static constexpr int64_t kUnitRowAhead = 12;
 
     static void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
                        int64_t nc, T* dst) {
@@ -197,11 +201,12 @@ struct GemmKernels {
     // then come from fixed offsets, so no index register per row (12 of them would spill).
     // Strided: b is not a packed panel but NR full columns of a row-major B read in place, row k
     // at b + k * ldb (packed panels have ldb = NR).
-    template <int M, bool Packed, bool Strided = false>
+    template <int M, bool Packed, bool Strided = false, bool UnitRow = false>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
                      int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR,
                      const char* next = nullptr, int64_t next_lines = 0) {
         if constexpr (Packed) a_row = 1, a_col = MR;
+        if constexpr (UnitRow) a_row = 1;
         if constexpr (!Strided) ldb = NR;
         // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
         // flight: with one row and one sum per column vector, every FMA would wait for the
@@ -211,6 +216,14 @@ struct GemmKernels {
         for (int u = 0; u < U; ++u)
             for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();
         const auto step = [&](int64_t k, int u) {
+            if constexpr (UnitRow) {
+                // Each step reads a new row of A (a_col apart, a power of two for the usual
+                // sizes): the hardware prefetchers miss that stride, so fetch the row's line(s)
+                // kUnitRowAhead steps ahead.
+                const T* pf = a + (k + kUnitRowAhead) * a_col;
+                __builtin_prefetch(pf, 0, 3);
+                __builtin_prefetch(pf + M - 1, 0, 3);
+            }
             // One row: B is used once, as the FMA's memory operand. More rows share each load.
             const auto b0 = M >= 2 ? V::load_reg(b + k * ldb) : V::load(b + k * ldb);
             const auto b1 = M >= 2 ? V::load_reg(b + k * ldb + V::W) : V::load(b + k * ldb + V::W);
@@ -268,19 +281,19 @@ struct GemmKernels {
         }
     }
 
-    template <int M, bool Packed, bool Strided = false>
+    template <int M, bool Packed, bool Strided = false, bool UnitRow = false>
     static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
                           const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta,
                           bool overwrite, int64_t ldb = NR, const char* next = nullptr,
                           int64_t next_lines = 0) {
         if constexpr (M > 1) {
             if (rows < M) {
-                tile_rows<M - 1, Packed, Strided>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha,
+                tile_rows<M - 1, Packed, Strided, UnitRow>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha,
                                                   beta, overwrite, ldb, next, next_lines);
                 return;
             }
         }
-        tile<M, Packed, Strided>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb,
+        tile<M, Packed, Strided, UnitRow>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb,
                                  next, next_lines);
     }
 
@@ -354,6 +367,57 @@ struct GemmKernels {
                     case 3: dot_rows<3>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
                     default: dot_rows<4>(nc, K, a, lda, b, ldb, beta, c, ldc); break;
                 }
+            }
+        }
+    }
+
+    // C (M, N) = A (M, K) . op(B) + beta C, op(B) (K, N) read in place with element (k, n) at
+    // b[n * b_n + k * b_k]: B^T for a row-major B (N, K) (b_n = ldb, b_k = 1), or a row-major
+    // B (K, N) (b_n = 1, b_k = ldb). Computed as C^T = op(B)^T A^T, so that the large operand
+    // (the weights) is the tile's broadcast operand, read in place once, and the small one, A^T,
+    // is packed into ceil(M / NR) panels: for a batch of a few tens of rows. Read as the packed
+    // side instead, in place, a B (K, N) would be walked down its columns at a stride of a
+    // whole row (a power of two for the usual sizes, which maps every line to a few cache
+    // sets) once per row tile of C; a B^T would take dot products with a horizontal sum per
+    // element. The sum over k of each element runs in order, whatever the split of N.
+    // scratch: small_m_scratch(M, K) elements.
+    static constexpr int64_t kSmallMChunk = 8 * MR;   // rows of C^T per transposed write-back
+    static constexpr int64_t kSmallMDepth = 256;      // depth of a block of k
+    static int64_t small_m_scratch(int64_t M, int64_t K) {
+        const int64_t mp = (M + NR - 1) / NR * NR;
+        return (K + kSmallMChunk) * mp;
+    }
+    static void gemm_small_m(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* b,
+                             int64_t b_n, int64_t b_k, T beta, T* C, int64_t ldc, T* scratch) {
+        const int64_t panels = (M + NR - 1) / NR, mp = panels * NR;
+        T* const at = scratch;            // A^T: [panel][K][NR]
+        T* const ct = scratch + K * mp;   // C^T of a chunk of columns of C: [n][mp]
+        pack_b(true, A, lda, 0, K, 0, M, at);
+        for (int64_t n0 = 0; n0 < N; n0 += kSmallMChunk) {
+            const int64_t nc = min64(kSmallMChunk, N - n0);
+            for (int64_t k0 = 0; k0 < K; k0 += kSmallMDepth) {
+                const int64_t kc = min64(kSmallMDepth, K - k0);
+                for (int64_t r = 0; r < nc; r += MR) {
+                    const T* a = b + (n0 + r) * b_n + k0 * b_k;
+                    for (int64_t q = 0; q < panels; ++q) {
+                        const T* bq = at + (q * K + k0) * NR;
+                        T* cq = ct + r * mp + q * NR;
+                        if (b_n == 1)
+                            tile_rows<MR, false, false, true>(min64(MR, nc - r), kc, a, 1, b_k, bq,
+                                                              cq, mp, NR, T(1), T(0), k0 == 0);
+                        else
+                            tile_rows<MR, false>(min64(MR, nc - r), kc, a, b_n, b_k, bq, cq, mp,
+                                                 NR, T(1), T(0), k0 == 0);
+                    }
+                }
+            }
+            for (int64_t i = 0; i < M; ++i) {
+                T* c = C + i * ldc + n0;
+                const T* src = ct + i;
+                if (beta == T(0))
+                    for (int64_t n = 0; n < nc; ++n) c[n] = src[n * mp];
+                else
+                    for (int64_t n = 0; n < nc; ++n) c[n] = beta * c[n] + src[n * mp];
             }
         }
     }
@@ -554,6 +618,8 @@ gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     k.kernel = &GemmKernels<V>::kernel;
     k.kernel_strided_b = &GemmKernels<V>::kernel_strided_b;
     k.gemm_nt_direct = &GemmKernels<V>::gemm_nt_direct;
+    k.gemm_small_m = &GemmKernels<V>::gemm_small_m;
+    k.small_m_scratch = &GemmKernels<V>::small_m_scratch;
     k.sigmoid = &sigmoid_array<V>;
     k.tanh = &tanh_array<V>;
     k.rnn_forward = &Cells<V>::rnn_forward;

@@ -71,6 +71,12 @@ struct Kernels {
     // along K, B streamed once per 4 rows. For calls too small to pay for packing B.
     void (*gemm_nt_direct)(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                            int64_t ldb, T beta, T* C, int64_t ldc);
+    // C (M, N) = A (M, K) . op(B) + beta C for op(B) (K, N) read in place, element (k, n) at
+    // b[n * b_n + k * b_k], computed as C^T = op(B)^T A^T with A^T packed into `scratch`
+    // (small_m_scratch(M, K) elements): for M of about nr / 2 up to a few nr.
+    void (*gemm_small_m)(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* b,
+                         int64_t b_n, int64_t b_k, T beta, T* C, int64_t ldc, T* scratch);
+    int64_t (*small_m_scratch)(int64_t M, int64_t K);
 
     // out[i] = sigma(in[i]) / tanh(in[i]) for i < n; in and out may alias.
     void (*sigmoid)(int64_t n, const T* in, T* out);

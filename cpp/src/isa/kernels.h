@@ -156,24 +156,31 @@ struct GemmKernels {
     static void pack_a(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                        int64_t kc, T* dst) {
         if (trans) {
-            // A stored (K, M): row k of the block is contiguous over its mc entries. Walk the
-            // rows in order and deal each row's MR-runs out to the panels: walking one panel's
-            // MR entries down all kc rows instead would touch a new line (and, with a wide A,
-            // a new page) per k, and the weight gradients' A (dG, tens of MB) is not in cache.
-            constexpr int64_t ahead = 4;  // rows prefetched ahead of the one being dealt
-            for (int64_t k = 0; k < kc; ++k) {
-                const T* src = A + (k0 + k) * lda + m0;
-                const T* next = k + ahead < kc ? src + ahead * lda : nullptr;
-                T* d = dst + k * MR;
-                for (int64_t ip = 0; ip < mc; ip += MR, d += kc * MR) {
-                    if (next) __builtin_prefetch(next + ip, 0, 3);
-                    if (mc - ip >= MR) {  // a whole run: a fixed-length vector copy
-                        std::memcpy(d, src + ip, MR * sizeof(T));
+            // A stored (K, M): row k of the block is contiguous over its mc entries. A few rows
+            // at a time (kRows), each panel gets their MR-runs as one contiguous write: dealing
+            // one row's runs out to all panels instead writes to mc / MR places kc * MR apart
+            // (12 KB: the same L1 set for every panel), and the panels evict each other. The
+            // rows are read in order (the weight gradients' A, dG, tens of MB, is not in
+            // cache), the next block's fetched while this one is dealt.
+            constexpr int64_t kRows = 8;
+            for (int64_t k1 = 0; k1 < kc; k1 += kRows) {
+                const int64_t kn = min64(kRows, kc - k1);
+                const int64_t ahead = min64(kRows, kc - k1 - kn);  // rows of the next block
+                T* panel = dst + k1 * MR;
+                for (int64_t ip = 0; ip < mc; ip += MR, panel += kc * MR) {
+                    const T* src = A + (k0 + k1) * lda + m0 + ip;
+                    for (int64_t k = 0; k < ahead; ++k) __builtin_prefetch(src + (kn + k) * lda, 0, 3);
+                    if (mc - ip >= MR) {  // a whole run per row: fixed-length vector copies
+                        for (int64_t k = 0; k < kn; ++k)
+                            std::memcpy(panel + k * MR, src + k * lda, MR * sizeof(T));
                         continue;
                     }
                     const int64_t rows = mc - ip;
-                    for (int64_t i = 0; i < rows; ++i) d[i] = src[ip + i];
-                    for (int64_t i = rows; i < MR; ++i) d[i] = T(0);
+                    for (int64_t k = 0; k < kn; ++k) {
+                        T* d = panel + k * MR;
+                        for (int64_t i = 0; i < rows; ++i) d[i] = src[k * lda + i];
+                        for (int64_t i = rows; i < MR; ++i) d[i] = T(0);
+                    }
                 }
             }
             return;

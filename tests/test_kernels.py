@@ -133,6 +133,36 @@ def test_small_batch_products_with_weights_read_in_place(isa, M):
             np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12, err_msg=f"{isa} {field}")
 
 
+@pytest.mark.parametrize("M", [16, 17, 29, 41, 64])
+def test_packed_rows_in_evened_out_tiles(isa, M):
+    """Packed A panels follow the row tiles, whose last two are evened out when the remainder
+    is short (16 rows: 8 + 8 with 12-row tiles, 6 + 6 + 4 with 6-row ones): GEMMs that pack A
+    (enough rows, either layout of A, depth over one block) and steps whose recurrent GEMM packs
+    h and dG (a batch of M, weights packed once), against float64."""
+    rng = np.random.default_rng(M + 100)
+    K, N = 300, 70
+    for trans_a in (False, True):
+        a = rng.standard_normal((K, M) if trans_a else (M, K))
+        b = rng.standard_normal((K, N))
+        want = (a.T if trans_a else a) @ b
+        got = _core.matmul(a, b, trans_a=trans_a)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.sqrt(K), err_msg=isa)
+    T, I, H = 3, 20, 45
+    x = rng.standard_normal((T, M, I))
+    for fwd, bwd, G, opts in [(F.gru, F.gru_backward, 3, {"reset_after": False}),
+                              (F.lstm, F.lstm_backward, 4, {})]:
+        w = [rng.uniform(-0.3, 0.3, s) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]]
+        packed = F.pack_weights(fwd.__name__, *w, **opts)
+        np.testing.assert_allclose(fwd(x, packed).y, getattr(R, fwd.__name__)(x, *w, **opts).y,
+                                   rtol=1e-12, atol=1e-13, err_msg=isa)
+        core = fwd(x, *w, training=True, **opts)
+        ref = getattr(R, fwd.__name__)(x, *w, training=True, **opts)
+        dy = rng.standard_normal(core.y.shape)
+        got, want = bwd(core.ctx, dy=dy), getattr(R, bwd.__name__)(ref.ctx, dy=dy)
+        for g, r, field in zip(got, want, got._fields):
+            np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-12, err_msg=f"{isa} {field}")
+
+
 def test_subnormal_inputs_give_the_same_results(isa):
     """A denormal-heavy input (x entirely subnormal) computes like x = 0: the core flushes
     denormals while it runs, and the difference to the exact result is below 1e-37."""

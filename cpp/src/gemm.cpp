@@ -171,9 +171,11 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
     for (int64_t q = p_begin; q < p_end; ++q) {
         const int64_t p = reverse ? p_begin + p_end - 1 - q : q;
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
-        for (int64_t i = 0; i < M; i += k.mr)
-            k.kernel(B.K, A + i * lda, lda, 1, std::min<int64_t>(k.mr, M - i), B.panel(p),
-                     C + i * ldc + j0, ldc, cols, T(1), beta, true, nullptr, 0);
+        for (int64_t i = 0, h; i < M; i += h) {
+            h = isa::row_tile(M, i, k.mr);
+            k.kernel(B.K, A + i * lda, lda, 1, h, B.panel(p), C + i * ldc + j0, ldc, cols, T(1),
+                     beta, true, nullptr, 0);
+        }
     }
 }
 
@@ -195,9 +197,10 @@ void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_
                         : q + 1 < p_end ? B.panel(reverse ? p - 1 : p + 1)
                                         : after;
         const int64_t next_lines = next ? panel_lines : 0;
-        for (int64_t i = 0, line = 0; i < M; i += k.mr) {
+        for (int64_t i = 0, line = 0, h; i < M; i += h) {
+            h = isa::row_tile(M, i, k.mr);
             const int64_t slice = std::min(next_lines - line, lines_per_tile);
-            k.kernel(B.K, a_packed + i * B.K, 1, k.mr, std::min<int64_t>(k.mr, M - i), B.panel(p),
+            k.kernel(B.K, a_packed + i * B.K, 1, h, h, B.panel(p),
                      C + i * ldc + j0, ldc, cols, T(1), beta, true,
                      reinterpret_cast<const char*>(next) + line * 64, slice);
             line += slice;
@@ -322,11 +325,12 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                         next_b ? (std::min(kKC, K - next_k0) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
                     const int64_t row_tiles = (rows + mr - 1) / mr;
                     const int64_t lines_per_tile = row_tiles >= kPrefetchTiles ? (next_lines + row_tiles - 1) / row_tiles : 0;
-                    for (int64_t i = 0, line = 0; i < rows; i += mr) {
+                    for (int64_t i = 0, line = 0, h; i < rows; i += h) {
+                        h = isa::row_tile(rows, i, mr);
                         const int64_t slice = std::min(next_lines - line, lines_per_tile);
                         const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
-                        k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? mr : a_col,
-                                 std::min(mr, rows - i), b, C + (i0 + i) * ldc + j0, ldc, cols,
+                        k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? h : a_col,
+                                 h, b, C + (i0 + i) * ldc + j0, ldc, cols,
                                  alpha, beta, k0 == 0,
                                  reinterpret_cast<const char*>(next_b) + line * 64, slice);
                         line += slice;

@@ -155,11 +155,13 @@ struct GemmKernels {
         }
     }
 
+    // Row panels of A: one per row tile (row_tile: MR rows, the last two evened out), each
+    // exactly its tile's height h, element (i, k) at panel[k * h + i], panel at row_offset * kc.
     static void pack_a(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                        int64_t kc, T* dst) {
         if (trans) {
             // A stored (K, M): row k of the block is contiguous over its mc entries. A few rows
-            // at a time (kRows), each panel gets their MR-runs as one contiguous write: dealing
+            // at a time (kRows), each panel gets their runs as one contiguous write: dealing
             // one row's runs out to all panels instead writes to mc / MR places kc * MR apart
             // (12 KB: the same L1 set for every panel), and the panels evict each other. The
             // rows are read in order (the weight gradients' A, dG, tens of MB, is not in
@@ -168,45 +170,39 @@ struct GemmKernels {
             for (int64_t k1 = 0; k1 < kc; k1 += kRows) {
                 const int64_t kn = min64(kRows, kc - k1);
                 const int64_t ahead = min64(kRows, kc - k1 - kn);  // rows of the next block
-                T* panel = dst + k1 * MR;
-                for (int64_t ip = 0; ip < mc; ip += MR, panel += kc * MR) {
+                for (int64_t ip = 0, h; ip < mc; ip += h) {
+                    h = row_tile(mc, ip, MR);
+                    T* panel = dst + ip * kc + k1 * h;
                     const T* src = A + (k0 + k1) * lda + m0 + ip;
                     for (int64_t k = 0; k < ahead; ++k) __builtin_prefetch(src + (kn + k) * lda, 0, 3);
-                    if (mc - ip >= MR) {  // a whole run per row: fixed-length vector copies
+                    if (h == MR) {  // a whole run per row: fixed-length vector copies
                         for (int64_t k = 0; k < kn; ++k)
                             std::memcpy(panel + k * MR, src + k * lda, MR * sizeof(T));
                         continue;
                     }
-                    const int64_t rows = mc - ip;
-                    for (int64_t k = 0; k < kn; ++k) {
-                        T* d = panel + k * MR;
-                        for (int64_t i = 0; i < rows; ++i) d[i] = src[k * lda + i];
-                        for (int64_t i = rows; i < MR; ++i) d[i] = T(0);
-                    }
+                    for (int64_t k = 0; k < kn; ++k)
+                        for (int64_t i = 0; i < h; ++i) panel[k * h + i] = src[k * lda + i];
                 }
             }
             return;
         }
-        for (int64_t ip = 0; ip < mc; ip += MR) {
-            const int64_t rows = min64(MR, mc - ip), r0 = m0 + ip;
-            // A stored (M, K): gather the MR rows' entries of each k (the rows stay cached
-            // across k; writing the panel in order beats writing it with stride MR)
-            if (rows == MR) {  // a whole panel: fixed-length gathers, no branches
-                for (int64_t k = 0; k < kc; ++k, dst += MR) {
-                    const T* src = A + r0 * lda + k0 + k;
-                    for (int i = 0; i < MR; ++i) dst[i] = src[i * lda];
-                }
+        // A stored (M, K): gather the tile's rows' entries of each k (the rows stay cached across
+        // k; writing the panel in order beats writing it with stride h)
+        for (int64_t ip = 0, h; ip < mc; ip += h) {
+            h = row_tile(mc, ip, MR);
+            const T* src = A + (m0 + ip) * lda + k0;
+            T* d = dst + ip * kc;
+            if (h == MR) {  // a whole panel: fixed-length gathers, no branches
+                for (int64_t k = 0; k < kc; ++k, d += MR)
+                    for (int i = 0; i < MR; ++i) d[i] = src[i * lda + k];
                 continue;
             }
-            for (int64_t k = 0; k < kc; ++k, dst += MR) {
-                const T* src = A + r0 * lda + k0 + k;
-                for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
-                for (int64_t i = rows; i < MR; ++i) dst[i] = T(0);
-            }
+            for (int64_t k = 0; k < kc; ++k, d += h)
+                for (int64_t i = 0; i < h; ++i) d[i] = src[i * lda + k];
         }
     }
 
-    // Packed is true when a is a packed A panel (a_row = 1, a_col = MR): the row broadcasts
+    // Packed is true when a is a packed A panel (a_row = 1, a_col = M): the row broadcasts
     // then come from fixed offsets, so no index register per row (12 of them would spill).
     // Strided: b is not a packed panel but NR full columns of a row-major B read in place, row k
     // at b + k * ldb (packed panels have ldb = NR).
@@ -214,7 +210,7 @@ struct GemmKernels {
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
                      int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR,
                      const char* next = nullptr, int64_t next_lines = 0) {
-        if constexpr (Packed) a_row = 1, a_col = MR;
+        if constexpr (Packed) a_row = 1, a_col = M;
         if constexpr (UnitRow) a_row = 1;
         if constexpr (!Strided) ldb = NR;
         // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
@@ -326,7 +322,7 @@ struct GemmKernels {
                        const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
                        const void* next, int64_t next_lines) {
         const char* pf = static_cast<const char*>(next);
-        if (a_row == 1 && a_col == MR)
+        if (a_row == 1 && a_col == rows)  // a packed panel (or the same addressing)
             tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite,
                                 NR, pf, next_lines);
         else

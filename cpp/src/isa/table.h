@@ -41,6 +41,16 @@ struct Row {
     T* d_rh = nullptr;           // reset-before GRU: d(r (.) h') in, d h' through it out
 };
 
+// Height of the row tile that starts at row i of an M-row block: mr, except that the last
+// mr + r rows, for a remainder r below mr / 2, are split evenly (16 = 8 + 8, not 12 + 4): a
+// tile of a few rows has too few independent sums to keep both FMA units busy. A packed A
+// panel is exactly its tile's height (pack_a), and every walk over a packed A's tiles uses this.
+inline int64_t row_tile(int64_t M, int64_t i, int64_t mr) {
+    const int64_t rest = M - i;
+    if (rest > mr && 2 * rest < 3 * mr) return (rest + 1) / 2;
+    return rest < mr ? rest : mr;
+}
+
 template <typename T>
 struct Kernels {
     int nr;  // columns of a packed B panel (two vectors)
@@ -50,11 +60,13 @@ struct Kernels {
     // [panel][k][nr], zero-padded to whole panels. op(B) = B (K, N), or B^T for B (N, K).
     void (*pack_b)(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
                    int64_t nc, T* dst);
-    // dst: row panels of op(A) (M, K), rows [m0, m0 + mc), laid out [panel][k][mr], zero-padded.
+    // dst: row panels of op(A) (M, K), rows [m0, m0 + mc), one per row tile of the mc rows
+    // (row_tile), laid out [panel][k][h] for a panel of h rows, the panel of rows from i at i * kc.
     void (*pack_a)(bool trans, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                    int64_t kc, T* dst);
     // C (rows, cols) = beta C + alpha a . b  (overwrite; beta 0: C not read) or C += alpha a . b,
-    // with a element (i, k) at a[i * a_row + k * a_col], rows <= mr, b one packed panel from k = 0,
+    // with a element (i, k) at a[i * a_row + k * a_col] (a packed A panel: a_row 1, a_col rows),
+    // rows <= mr, b one packed panel from k = 0,
     // cols <= nr. The `next_lines` 64-byte lines from `next` (none: nullptr, 0) are fetched into
     // L2, spread over the k steps, at most one per step (by tiles of 4 or more rows; shorter
     // ones ignore them): a hint, lines past that are not fetched.

@@ -437,17 +437,18 @@ struct GemmKernels {
             const int64_t nc = min64(kSmallMChunk, N - n0);
             for (int64_t k0 = 0; k0 < K; k0 += kSmallMDepth) {
                 const int64_t kc = min64(kSmallMDepth, K - k0);
-                for (int64_t r = 0; r < nc; r += MR) {
+                for (int64_t r = 0, h; r < nc; r += h) {
+                    h = row_tile(nc, r, MR);
                     const T* a = b + (n0 + r) * b_n + k0 * b_k;
                     for (int64_t q = 0; q < panels; ++q) {
                         const T* bq = at + (q * K + k0) * NR;
                         T* cq = ct + r * mp + q * NR;
                         if (b_n == 1)
-                            tile_rows<MR, false, false, true>(min64(MR, nc - r), kc, a, 1, b_k, bq,
-                                                              cq, mp, NR, T(1), T(0), k0 == 0);
+                            tile_rows<MR, false, false, true>(h, kc, a, 1, b_k, bq, cq, mp, NR,
+                                                              T(1), T(0), k0 == 0);
                         else
-                            tile_rows<MR, false>(min64(MR, nc - r), kc, a, b_n, b_k, bq, cq, mp,
-                                                 NR, T(1), T(0), k0 == 0);
+                            tile_rows<MR, false>(h, kc, a, b_n, b_k, bq, cq, mp, NR, T(1), T(0),
+                                                 k0 == 0);
                     }
                 }
             }

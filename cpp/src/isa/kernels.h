@@ -137,18 +137,59 @@ struct GemmKernels {
     // Depths below this fetch the next row tile's C rather than their own (see tile).
     static constexpr int64_t kShortDepth = 128;
 
+    // Writes the transpose of rows [0, rows) of src (row stride ld) over columns [0, kc): column
+    // k becomes dst[k * dld + 0 .. width), entries past `rows` zero (rows <= width <= G * W),
+    // as dst = beta * dst + column when beta is not 0. W x W blocks go through V::transpose.
+    // A column's stores may run past `width` by up to W - 1 entries (into the next column,
+    // which overwrites them) while they stay below dst_end; a null dst_end allows none.
+    template <int G>
+    static void transpose_rows(const T* src, int64_t ld, int64_t rows, int64_t kc, T* dst,
+                               int64_t dld, int64_t width, const T* dst_end, T beta = T(0)) {
+        constexpr int W = V::W;
+        const int groups = static_cast<int>((width + W - 1) / W);
+        const auto put = [&](T* d, typename V::R v, int64_t n) {
+            if (n == W || (dst_end && d + W <= dst_end && beta == T(0))) {
+                V::store(d, beta == T(0) ? v : V::fmadd(V::set1(beta), V::load(d), v));
+                return;
+            }
+            T buf[W];
+            V::store(buf, v);
+            for (int64_t j = 0; j < n; ++j) d[j] = beta == T(0) ? buf[j] : beta * d[j] + buf[j];
+        };
+        int64_t k = 0;
+        for (; k + W <= kc; k += W) {
+            typename V::R r[G][W];
+            for (int g = 0; g < G; ++g) {  // (groups past `groups` are zero, never stored)
+                for (int i = 0; i < W; ++i) {
+                    const int64_t row = g * W + i;
+                    r[g][i] = row < rows ? V::load(src + row * ld + k) : V::zero();
+                }
+                if (g < groups) V::transpose(r[g]);
+            }
+            for (int c = 0; c < W; ++c)
+                for (int g = 0; g < groups; ++g)
+                    put(dst + (k + c) * dld + g * W, r[g][c], min64(W, width - g * W));
+        }
+        for (; k < kc; ++k)
+            for (int64_t i = 0; i < width; ++i) {
+                const T v = i < rows ? src[i * ld + k] : T(0);
+                T& d = dst[k * dld + i];
+                d = beta == T(0) ? v : beta * d + v;
+            }
+    }
+
     static void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
                        int64_t nc, T* dst) {
         for (int64_t jp = 0; jp < nc; jp += NR) {
             const int64_t cols = min64(NR, nc - jp);
+            if (trans) {  // the panel's rows of B, transposed by blocks
+                transpose_rows<2>(B + (n0 + jp) * ldb + k0, ldb, cols, kc, dst, NR, NR, nullptr);
+                dst += kc * NR;
+                continue;
+            }
             for (int64_t k = 0; k < kc; ++k) {
-                const int64_t r = k0 + k;
-                if (trans) {
-                    for (int64_t j = 0; j < cols; ++j) dst[j] = B[(n0 + jp + j) * ldb + r];
-                } else {
-                    const T* src = B + r * ldb + n0 + jp;
-                    for (int64_t j = 0; j < cols; ++j) dst[j] = src[j];
-                }
+                const T* src = B + (k0 + k) * ldb + n0 + jp;
+                for (int64_t j = 0; j < cols; ++j) dst[j] = src[j];
                 for (int64_t j = cols; j < NR; ++j) dst[j] = T(0);
                 dst += NR;
             }
@@ -186,19 +227,11 @@ struct GemmKernels {
             }
             return;
         }
-        // A stored (M, K): gather the tile's rows' entries of each k (the rows stay cached across
-        // k; writing the panel in order beats writing it with stride h)
+        // A stored (M, K): each panel is the transpose of its rows' block, by W x W blocks.
         for (int64_t ip = 0, h; ip < mc; ip += h) {
             h = row_tile(mc, ip, MR);
-            const T* src = A + (m0 + ip) * lda + k0;
-            T* d = dst + ip * kc;
-            if (h == MR) {  // a whole panel: fixed-length gathers, no branches
-                for (int64_t k = 0; k < kc; ++k, d += MR)
-                    for (int i = 0; i < MR; ++i) d[i] = src[i * lda + k];
-                continue;
-            }
-            for (int64_t k = 0; k < kc; ++k, d += h)
-                for (int64_t i = 0; i < h; ++i) d[i] = src[i * lda + k];
+            transpose_rows<(MR + V::W - 1) / V::W>(A + (m0 + ip) * lda + k0, lda, h, kc,
+                                                   dst + ip * kc, h, h, dst + mc * kc);
         }
     }
 
@@ -413,26 +446,9 @@ struct GemmKernels {
         const int64_t panels = (M + NR - 1) / NR, mp = panels * NR;
         T* const at = scratch;            // A^T: [panel][K][NR]
         T* const ct = scratch + K * mp;   // C^T of a chunk of columns of C: [n][mp]
-        // A^T's panels: a line of each row of A at a time (its 64 bytes consumed at once), dealt
-        // into a block of panel rows that stays in L1. Walking k outermost instead would read
-        // the rows' elements one per row (rows lda apart, often a power of two, evicting each
-        // other from a few L1 sets): 4 cycles per element.
-        constexpr int64_t line = 64 / int64_t(sizeof(T));
-        for (int64_t q = 0; q < panels; ++q) {
-            T* dst = at + q * K * NR;
-            const int64_t rows = min64(NR, M - q * NR);
-            for (int64_t k0 = 0; k0 < K; k0 += line) {
-                const int64_t kc = min64(line, K - k0);
-                T* d = dst + k0 * NR;
-                for (int64_t j = 0; j < rows; ++j) {
-                    const T* src = A + (q * NR + j) * lda + k0;
-                    if (k0 + line < K) __builtin_prefetch(src + line, 0, 3);  // its next line
-                    for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = src[k];
-                }
-                for (int64_t j = rows; j < NR; ++j)
-                    for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = T(0);
-            }
-        }
+        for (int64_t q = 0; q < panels; ++q)  // A^T's panels: A's rows, transposed by blocks
+            transpose_rows<2>(A + q * NR * lda, lda, min64(NR, M - q * NR), K, at + q * K * NR, NR,
+                              NR, nullptr);
         for (int64_t n0 = 0; n0 < N; n0 += kSmallMChunk) {
             const int64_t nc = min64(kSmallMChunk, N - n0);
             for (int64_t k0 = 0; k0 < K; k0 += kSmallMDepth) {
@@ -452,14 +468,11 @@ struct GemmKernels {
                     }
                 }
             }
-            for (int64_t i = 0; i < M; ++i) {
-                T* c = C + i * ldc + n0;
-                const T* src = ct + i;
-                if (beta == T(0))
-                    for (int64_t n = 0; n < nc; ++n) c[n] = src[n * mp];
-                else
-                    for (int64_t n = 0; n < nc; ++n) c[n] = beta * c[n] + src[n * mp];
-            }
+            // C's columns [n0, n0 + nc) = the chunk's C^T transposed, a strip of W rows of it
+            // at a time (exactly: other threads may own the columns next to these)
+            for (int64_t n = 0; n < nc; n += V::W)
+                transpose_rows<1>(ct + n * mp, mp, min64(V::W, nc - n), M, C + n0 + n, ldc,
+                                  min64(V::W, nc - n), nullptr, beta);
         }
     }
 };

@@ -14,7 +14,9 @@
 // fmadd(a, b, c) = a*b + c, max_keep_nan(lo, x) / min_keep_nan(hi, x) (x when x is NaN: clamping
 // never turns NaN into a number), round (to nearest, |x| < 2^22), pow2n(n) (2^n for
 // integer-valued n in the normal range), and the bit operations abs and copysign_from, and
-// zero_where_less(v, x, lo) (0 where x < lo, v elsewhere, NaN x included).
+// zero_where_less(v, x, lo) (0 where x < lo, v elsewhere, NaN x included), and
+// transpose(r) (r[0..W) the rows of a W x W block in, its columns out: what the packing of a
+// matrix into the GEMM's panels uses instead of moving one element at a time).
 //
 // Pair<V> is a vector of twice the lanes made of two V: with V = the AVX2 type it emulates the
 // 16-float AVX-512 tiles on AVX2 hardware, so their tiles and tails run in the tests anywhere.
@@ -85,6 +87,7 @@ struct Scalar {
         return sign_source < T(0) ? -magnitude : magnitude;
     }
     static R zero_where_less(R v, R x, R lo) { return x < lo ? T(0) : v; }
+    static void transpose(R*) {}
 };
 
 // ---- SSE2: the x86-64 baseline -------------------------------------------------------------
@@ -121,6 +124,7 @@ struct Sse2F {
         return _mm_or_ps(m, _mm_and_ps(_mm_set1_ps(-0.0f), s));
     }
     static R zero_where_less(R v, R x, R lo) { return _mm_andnot_ps(_mm_cmplt_ps(x, lo), v); }
+    static void transpose(R* r) { _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); }
 };
 struct Sse2D {
     static constexpr int registers = 16;
@@ -149,6 +153,10 @@ struct Sse2D {
     static R abs(R x) { return _mm_andnot_pd(_mm_set1_pd(-0.0), x); }
     static R copysign_from(R m, R s) { return _mm_or_pd(m, _mm_and_pd(_mm_set1_pd(-0.0), s)); }
     static R zero_where_less(R v, R x, R lo) { return _mm_andnot_pd(_mm_cmplt_pd(x, lo), v); }
+    static void transpose(R* r) {
+        const R lo = _mm_unpacklo_pd(r[0], r[1]), hi = _mm_unpackhi_pd(r[0], r[1]);
+        r[0] = lo, r[1] = hi;
+    }
 };
 #endif
 
@@ -185,6 +193,24 @@ struct Avx2F {
     static R abs(R x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
     static R copysign_from(R m, R s) { return _mm256_or_ps(m, _mm256_and_ps(_mm256_set1_ps(-0.0f), s)); }
     static R zero_where_less(R v, R x, R lo) { return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), v); }
+    static void transpose(R* r) {
+        R t[8];
+        for (int i = 0; i < 4; ++i) {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for (int i = 0; i < 2; ++i) {
+            r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+            r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+            r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+            r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+        }
+        for (int j = 0; j < 4; ++j) {
+            t[j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x20);
+            t[4 + j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x31);
+        }
+        for (int j = 0; j < 8; ++j) r[j] = t[j];
+    }
 };
 struct Avx2D {
     static constexpr int registers = 16;
@@ -216,6 +242,14 @@ struct Avx2D {
     static R abs(R x) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), x); }
     static R copysign_from(R m, R s) { return _mm256_or_pd(m, _mm256_and_pd(_mm256_set1_pd(-0.0), s)); }
     static R zero_where_less(R v, R x, R lo) { return _mm256_andnot_pd(_mm256_cmp_pd(x, lo, _CMP_LT_OQ), v); }
+    static void transpose(R* r) {
+        const R t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        const R t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+        r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+        r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+        r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+    }
 };
 #endif
 
@@ -259,6 +293,34 @@ struct Avx512F {
         return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), sign));
     }
     static R zero_where_less(R v, R x, R lo) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), v); }
+    static void transpose(R* r) {
+        R t[16];
+        for (int i = 0; i < 8; ++i) {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        const auto lo = [](R a, R b) {
+            return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+        };
+        const auto hi = [](R a, R b) {
+            return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+        };
+        for (int i = 0; i < 4; ++i) {
+            r[4 * i] = lo(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
+            r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
+        }
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 4; ++j) {
+                t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+                t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+            }
+        for (int j = 0; j < 8; ++j) {
+            r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+            r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+        }
+    }
 };
 struct Avx512D {
     static constexpr int registers = 32;
@@ -292,6 +354,23 @@ struct Avx512D {
         return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(m), sign));
     }
     static R zero_where_less(R v, R x, R lo) { return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, lo, _CMP_NLT_UQ), v); }
+    static void transpose(R* r) {
+        R t[8];
+        for (int i = 0; i < 4; ++i) {
+            t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+        }
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 2; ++j) {
+                r[4 * i + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0x88);
+                r[4 * i + 2 + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0xdd);
+            }
+        for (int j = 0; j < 4; ++j) {
+            t[j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0x88);
+            t[4 + j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0xdd);
+        }
+        for (int j = 0; j < 8; ++j) r[j] = t[j];
+    }
 };
 #endif
 
@@ -327,5 +406,19 @@ struct Pair {
     static R abs(R x) { return make(V::abs(x.lo), V::abs(x.hi)); }
     static R zero_where_less(R v, R x, R lo) {
         return make(V::zero_where_less(v.lo, x.lo, lo.lo), V::zero_where_less(v.hi, x.hi, lo.hi));
+    }
+    // The four W/2 x W/2 quadrants each transposed, the off-diagonal ones trading places.
+    static void transpose(R* r) {
+        constexpr int H = V::W;
+        typename V::R q[4][H];  // [top-left, top-right, bottom-left, bottom-right][row]
+        for (int i = 0; i < H; ++i) {
+            q[0][i] = r[i].lo, q[1][i] = r[i].hi;
+            q[2][i] = r[H + i].lo, q[3][i] = r[H + i].hi;
+        }
+        for (auto& quadrant : q) V::transpose(quadrant);
+        for (int k = 0; k < H; ++k) {
+            r[k] = make(q[0][k], q[2][k]);
+            r[H + k] = make(q[1][k], q[3][k]);
+        }
     }
 };

@@ -255,6 +255,22 @@ struct Avx2D {
 
 // ---- AVX-512F ------------------------------------------------------------------------------
 #if defined(__AVX512F__)
+// The last stages of both AVX-512 transposes: 4 * S registers, each four 128-bit blocks, where
+// block b of register q * S + j goes to block q of register b * S + j (a 4 x 4 transpose of
+// blocks, for each j < S). Blocks hold whatever the earlier stages put there (4 floats, 2 doubles).
+template <int S>
+inline void transpose_blocks(__m512* r) {
+    __m512 t[4 * S];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < S; ++j) {
+            t[2 * i * S + j] = _mm512_shuffle_f32x4(r[2 * i * S + j], r[(2 * i + 1) * S + j], 0x88);
+            t[(2 * i + 1) * S + j] = _mm512_shuffle_f32x4(r[2 * i * S + j], r[(2 * i + 1) * S + j], 0xdd);
+        }
+    for (int j = 0; j < 2 * S; ++j) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[2 * S + j], 0x88);
+        r[2 * S + j] = _mm512_shuffle_f32x4(t[j], t[2 * S + j], 0xdd);
+    }
+}
 struct Avx512F {
     static constexpr int registers = 32;
     using T = float;
@@ -311,15 +327,7 @@ struct Avx512F {
             r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
             r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
         }
-        for (int i = 0; i < 2; ++i)
-            for (int j = 0; j < 4; ++j) {
-                t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
-                t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
-            }
-        for (int j = 0; j < 8; ++j) {
-            r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-            r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
-        }
+        transpose_blocks<4>(r);
     }
 };
 struct Avx512D {
@@ -360,16 +368,10 @@ struct Avx512D {
             t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
             t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
         }
-        for (int i = 0; i < 2; ++i)
-            for (int j = 0; j < 2; ++j) {
-                r[4 * i + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0x88);
-                r[4 * i + 2 + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0xdd);
-            }
-        for (int j = 0; j < 4; ++j) {
-            t[j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0x88);
-            t[4 + j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0xdd);
-        }
-        for (int j = 0; j < 8; ++j) r[j] = t[j];
+        __m512 f[8];
+        for (int j = 0; j < 8; ++j) f[j] = _mm512_castpd_ps(t[j]);
+        transpose_blocks<2>(f);
+        for (int j = 0; j < 8; ++j) r[j] = _mm512_castps_pd(f[j]);
     }
 };
 #endif

@@ -3,6 +3,7 @@ implementation, checks parity, and produces a well-formed report (positive times
 are the ratio of the times, JSON that loads back). Speed itself is never asserted here.
 """
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -46,8 +47,10 @@ def check_report(report, names):
         assert gd["status"] == "ok", gd
         assert gd["median_s"] > 0 and gd["rounds"] >= 1 and gd["number"] >= 1
         assert math.isclose(row["gflops"], case.flops() / gd["median_s"] / 1e9)
-        assert math.isclose(row["pct_sgemm"],
-                            100 * row["gflops"] / report["ceilings"]["sgemm_gflops"])
+        # the ceiling of the case, timed in turns with its rounds
+        assert row["sgemm_gflops"] > 0 and row["sgemm_rounds"] >= 1
+        assert row["sgemm_gflops_run"] == report["ceilings"]["sgemm_gflops"]
+        assert math.isclose(row["pct_sgemm"], 100 * row["gflops"] / row["sgemm_gflops"])
         for name in names[1:]:
             entry = row["impls"][name]
             assert entry["status"] in ("ok", "n/a", "over budget"), (row["id"], name, entry)
@@ -313,6 +316,57 @@ def test_interleaved_rounds_take_turns_and_follow_the_round_plan():
     firsts = [turns[2 * r] for r in range(both)]
     assert firsts[:4] == ["a", "b", "a", "b"][:len(firsts[:4])]
     assert all({turns[2 * r], turns[2 * r + 1]} == {"a", "b"} for r in range(both))
+
+
+def test_a_follower_is_timed_in_turns_and_stops_with_the_others():
+    """The SGEMM ceiling's entry takes its turns among a case's rounds and stops when the
+    implementations have (it would otherwise go on alone, at another moment)."""
+    turns = []
+
+    def make(name, seconds):
+        def fn():
+            turns.append(name)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return fn
+
+    entries = {"impl": (make("impl", 0.004), contextlib.nullcontext, 0.004),
+               "ceiling": (make("ceiling", 0.001), contextlib.nullcontext, 0.001)}
+    timings = bench.measure_interleaved(entries, min_time=0.012, max_time=1.0, min_rounds=3,
+                                        settle=0, round_time=0.001, followers=("ceiling",))
+    # alone, the ceiling would need 12 rounds of 1 ms; it stops with impl's 3
+    assert timings["impl"].rounds == 3 and timings["ceiling"].rounds == 3
+    assert sorted(turns[:2]) == sorted(turns[2:4]) == ["ceiling", "impl"]
+    # without followers both run their own plans to the end
+    turns.clear()
+    timings = bench.measure_interleaved(entries, min_time=0.012, max_time=1.0, min_rounds=3,
+                                        settle=0, round_time=0.001)
+    assert timings["ceiling"].rounds >= 12
+
+
+def test_percent_of_sgemm_uses_the_ceiling_timed_with_the_case(monkeypatch):
+    """%SGEMM divides by the SGEMM rate measured in turns with the case's rounds, not by the
+    figure taken at the start of the run: a machine twice as slow during the case halves
+    the ceiling the case is compared with."""
+    calls = {"n": 0}
+
+    class Slowing(bench.Sgemm):
+        def call(self):  # products after the run-wide measurement take twice as long
+            calls["n"] += 1
+            super().call()
+            if calls["n"] > 7:  # warm-up, estimate, 5 timed at the start
+                super().call()
+
+    monkeypatch.setattr(bench, "Sgemm", Slowing)
+    case = bench.Case("train", "lstm", "fwd", 4, 3, 5, 6)
+    report = bench.run([case], implementations=("gatedrnn",), threads=1, out=None,
+                       **dict(FAST, sgemm_n=256))
+    (row,) = report["cases"]
+    run_wide = report["ceilings"]["sgemm_gflops"]
+    assert row["sgemm_gflops_run"] == run_wide and row["sgemm_rounds"] >= 1
+    assert 0.3 * run_wide < row["sgemm_gflops"] < 0.75 * run_wide
+    assert math.isclose(row["pct_sgemm"], 100 * row["gflops"] / row["sgemm_gflops"])
 
 
 def test_median_of_runs_takes_each_value_within_its_run(tmp_path, monkeypatch):

@@ -65,8 +65,13 @@ Report columns: median time per call (per step for streaming) of each implementa
 ``xORT``, ``xref`` = peer time / gatedrnn time (above 1 means gatedrnn is faster); ``GFLOP/s``
 = gatedrnn's achieved rate with FLOPs forward = sum over layers and directions of
 ``2*T*B*G*H*(I_layer + H)`` and training = 3x that; ``%SGEMM`` = that rate as a percentage of
-the machine's large-SGEMM throughput measured in the same run (NumPy float32 2048x2048 matmul,
-median of 5, same threads); ``%BW`` (forward, B <= 4) = the memory-bandwidth bound as a
+the machine's large-SGEMM throughput (NumPy float32 2048x2048 matmul, same threads), column
+``of``: the SGEMM takes its turns among the case's interleaved rounds (one product per turn,
+median over its turns), so it is measured at the same time as the case: on a shared machine
+the ceiling moves by a third within minutes, and a figure from another moment would move every
+percentage with it (the run-wide figure, median of 5 at the start, is printed in the heading
+and kept per row as ``sgemm_gflops_run``; a case with no interleaved rounds re-measures it,
+median of 3, right after its calls); ``%BW`` (forward, B <= 4) = the memory-bandwidth bound as a
 percentage of gatedrnn's time (100 % = at the bound), the bound being the time to stream the
 weights once per step as NumPy GEMVs of the same sizes, less NumPy's fixed cost per call:
 ``t(W_ih) + T * t(W_hh)`` per layer and direction (the input projection reads W_ih once for the
@@ -494,7 +499,7 @@ def wait_until_quiet(max_wait=0.25, window=0.004, threshold=0.2):
 
 
 def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settle=0.25,
-                        round_time=0.05):
+                        round_time=0.05, followers=()):
     """Median seconds per call of each entry, the entries taking turns round by round.
 
     ``entries``: name -> (fn, ctx, estimate), fn already warmed up, called inside ``ctx()``.
@@ -505,7 +510,8 @@ def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settl
     instead of on whichever was being timed, so the ratios stay honest. Before each turn the
     process waits (:func:`wait_until_quiet`, at most ``settle`` seconds) until the previous
     implementation's idle thread pool has stopped spinning. Rounds of ~50 ms keep those pauses
-    a modest part of the run. Returns name -> Timing.
+    a modest part of the run. Entries named in ``followers`` (a reference measurement taken
+    alongside, such as the SGEMM ceiling) stop when the others have. Returns name -> Timing.
     """
     number = {name: plan_rounds(est, min_time, max_time, min_rounds, round_time)[1]
               for name, (_, _, est) in entries.items()}
@@ -532,22 +538,47 @@ def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settl
             over = spent[name] + statistics.median(times[name]) * number[name] > max_time
             if done or over:
                 active.remove(name)
+        if all(name in followers for name in active):
+            break
     return {name: Timing(statistics.median(times[name]), len(times[name]), number[name],
                          spent[name]) for name in entries}
 
 
-def sgemm_gflops(n=2048, repeats=5):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), np.float32)
-    np.matmul(a, b, out=c)
-    times = []
-    for _ in range(repeats):
+class Sgemm:
+    """The large-SGEMM ceiling: a NumPy float32 (n, n) x (n, n) matmul into a preallocated
+    output. ``call()`` runs one product (a turn in :func:`measure_interleaved`);
+    ``gflops(seconds)`` turns seconds per product into GFLOP/s; ``measure(repeats)`` is the
+    rate of the median of ``repeats`` products."""
+
+    def __init__(self, n=2048):
+        rng = np.random.default_rng(0)
+        self.n = n
+        self.a = rng.standard_normal((n, n), dtype=np.float32)
+        self.b = rng.standard_normal((n, n), dtype=np.float32)
+        self.c = np.empty((n, n), np.float32)
+        self.call()  # warm-up (BLAS threads started, pages touched)
         t0 = time.perf_counter()
-        np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+        self.call()
+        self.estimate = time.perf_counter() - t0  # seconds per product, to plan rounds
+
+    def call(self):
+        np.matmul(self.a, self.b, out=self.c)
+
+    def gflops(self, seconds):
+        return 2.0 * self.n ** 3 / seconds / 1e9
+
+    def measure(self, repeats=5):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.call()
+            times.append(time.perf_counter() - t0)
+        return self.gflops(statistics.median(times))
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    """The machine's large-SGEMM throughput now: median of ``repeats`` (n, n) products."""
+    return Sgemm(n).measure(repeats)
 
 
 class GemvTimes:
@@ -1223,7 +1254,11 @@ def parity_entry(anchor, outputs):
             "ok": bool(d <= PARITY_TOL and n > 0)}
 
 
-def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm, seed):
+_CEILING = "(sgemm ceiling)"  # its turn's name among the implementations' (not a valid one)
+
+
+def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm, seed,
+              ceiling=None):
     prob = make_problem(case, seed)
     row = new_row(case)
     monitor = ForeignCpu()
@@ -1259,7 +1294,17 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
             ready[name] = st
     turns = {name: (st["fn"], st["ctx"], st["warm_s"]) for name, st in ready.items()
              if st["status"] == "ok" and not st["single"]}
-    timings = measure_interleaved(turns, min_time, max_time) if turns else {}
+    # The SGEMM ceiling takes its turns among the implementations' rounds: on a shared
+    # machine its throughput moves by a third within minutes, and a figure taken at another
+    # time would move every %SGEMM of the case with it.
+    if ceiling is not None and turns:
+        turns[_CEILING] = (ceiling.call, contextlib.nullcontext, ceiling.estimate)
+    timings = measure_interleaved(turns, min_time, max_time, followers=(_CEILING,)) if turns else {}
+    run_sgemm = sgemm
+    if ceiling is not None:
+        t = timings.pop(_CEILING, None)
+        sgemm = ceiling.gflops(t.median) if t else ceiling.measure(3)
+        row["sgemm_rounds"] = t.rounds if t else 3
     for name, st in ready.items():
         timing = timings.get(name)
         if st["status"] == "ok" and st["single"]:
@@ -1290,7 +1335,9 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         if name != anchor_name:
             row["parity"][name] = parity_entry(outputs[anchor_name], out)
     row["foreign_cpu"] = monitor.stop()
-    return finish_row(row, sgemm, bandwidth_bound(case, gemv))
+    row = finish_row(row, sgemm, bandwidth_bound(case, gemv))
+    row["sgemm_gflops_run"] = run_sgemm
+    return row
 
 
 def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=True,
@@ -1322,7 +1369,8 @@ def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=T
     with ThreadSettings(threads, torch) as th:
         notes.update(th.notes)
         report["settings"]["blas_threads"] = th.blas
-        sgemm = sgemm_gflops(sgemm_n)
+        ceiling = Sgemm(sgemm_n)
+        sgemm = ceiling.measure(5)
         report["ceilings"] = {"sgemm_gflops": sgemm, "sgemm_n": sgemm_n}
         say(_machine_line(report))
         say(f"ceiling: NumPy float32 SGEMM {sgemm_n}x{sgemm_n}: {sgemm:.1f} GFLOP/s "
@@ -1337,7 +1385,7 @@ def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=T
                 def attempt():
                     return _run_case(case, impls, threads=threads, min_time=min_time,
                                      max_time=max_time, max_call=max_call, gemv=gemv,
-                                     sgemm=sgemm, seed=seed)
+                                     sgemm=sgemm, seed=seed, ceiling=ceiling)
                 row, attempts = attempt(), 1
                 while (row.get("foreign_cpu") or 0) > BUSY_FLAG and attempts <= retry_busy:
                     wait_for_idle(busy_wait)
@@ -1354,7 +1402,7 @@ def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=T
         report["ceilings"]["gemv_s"] = {f"{r}x{c}": t for (r, c), t in gemv._cache.items()}
         report["ceilings"]["numpy_call_overhead_s"] = gemv.call_overhead
         # the machine is shared/noisy: a second SGEMM figure shows how much the ceiling moved
-        report["ceilings"]["sgemm_gflops_at_end"] = sgemm_gflops(sgemm_n)
+        report["ceilings"]["sgemm_gflops_at_end"] = ceiling.measure(5)
     report["notes"] = sorted(notes)
     report["machine"]["loadavg_end"] = _loadavg()
     report["wall_s"] = time.perf_counter() - started
@@ -1428,7 +1476,7 @@ def _fmt_pct(p):
 def _header(names):
     cols = [f"{'case':<{_W_CASE}}"] + [f"{LABELS[n]:>11}" for n in names]
     cols += [f"{RATIO_LABELS[n]:>6}" for n in names if n != "gatedrnn"]
-    cols += [f"{'GFLOP/s':>7}", f"{'%SGEMM':>6}", f"{'%BW':>5}", "  parity"]
+    cols += [f"{'GFLOP/s':>7}", f"{'%SGEMM':>6}", f"{'of':>5}", f"{'%BW':>5}", "  parity"]
     return " ".join(cols)
 
 
@@ -1437,8 +1485,10 @@ def _format_row(row, names):
     cols += [f"{_fmt_cell(row['impls'].get(n, {})):>11}" for n in names]
     cols += [f"{_fmt_ratio(row['speedup'].get(n)):>6}" for n in names if n != "gatedrnn"]
     g = row.get("gflops")
+    c = row.get("sgemm_gflops")
     cols += [f"{g:7.1f}" if g else f"{'-':>7}", f"{_fmt_pct(row.get('pct_sgemm')):>6}",
-             f"{_fmt_pct(row.get('pct_bw')):>5}", "  " + _fmt_parity(row)]
+             f"{c:5.0f}" if c else f"{'-':>5}", f"{_fmt_pct(row.get('pct_bw')):>5}",
+             "  " + _fmt_parity(row)]
     busy = row.get("foreign_cpu")
     if busy is not None and busy > BUSY_FLAG:
         cols.append(f" [busy {100 * busy:.0f}%]")
@@ -1529,7 +1579,8 @@ def median_report(reports):
         for peer in row.get("speedup", {}):
             row["speedup"][peer] = med([r["speedup"][peer] for r in runs
                                         if r.get("speedup", {}).get(peer)])
-        for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu"):
+        for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu", "sgemm_gflops",
+                    "sgemm_gflops_run"):
             row[key] = med([r[key] for r in runs if r.get(key) is not None])
         row["parity_ok"] = all(r.get("parity_ok", True) for r in runs)
         row["runs"] = len(runs)
@@ -1554,6 +1605,12 @@ def format_report(report):
         end = c.get("sgemm_gflops_at_end")
         lines.append(f"ceiling: NumPy float32 SGEMM {n}x{n}: {c['sgemm_gflops']:.1f} GFLOP/s"
                      + (f" (re-measured at the end: {end:.1f})" if end else ""))
+    per_case = [r["sgemm_gflops"] for r in report["cases"]
+                if r.get("sgemm_rounds") and r.get("sgemm_gflops")]
+    if per_case:
+        lines.append(f"ceiling per case, timed in turns with the case's rounds (what %SGEMM "
+                     f"divides by): median {statistics.median(per_case):.1f} GFLOP/s "
+                     f"[{min(per_case):.1f} .. {max(per_case):.1f}]")
     if report.get("merged_runs"):
         lines.append(f"median of {report['merged_runs']} runs: every time, speed-up and "
                      "percentage is the median over the runs of its value within each run")

@@ -486,9 +486,14 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             }
             if (training)
                 copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
-            for (int phase = 0; phase < cell.forward_phases(); ++phase) {
+            // A barrier after each phase: the next phase (or step) reads every thread's units
+            // of h. After the region's last phase only own units are copied out, and the end
+            // of the region waits for every thread anyway (one barrier less, ~0.6 us, for
+            // each one-step call).
+            const int phases = cell.forward_phases();
+            for (int phase = 0; phase < phases; ++phase) {
                 cell.forward_phase(phase, a, ssl);
-                if (!plan.batch_split) barrier();
+                if (!plan.batch_split && !(s == s1 - 1 && phase == phases - 1)) barrier();
             }
             if (!h_in_y)
                 copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });

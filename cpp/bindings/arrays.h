@@ -14,6 +14,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gatedrnn/common.h"
@@ -57,7 +58,11 @@ inline bool is_float64(const py::dtype& dt) { return dt.kind() == 'f' && dt.item
 
 // A C-contiguous, native-byte-order version of a (copy only when needed).
 inline py::array contiguous(const py::array& a) {
-    const bool native = a.dtype().attr("isnative").cast<bool>();
+    // '=' native, '|' not applicable (one byte), '<' / '>' explicit (read from the descriptor,
+    // not through Python attributes: this runs for every array argument of every call).
+    const char order = a.dtype().byteorder();
+    constexpr char kNative = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? '<' : '>';
+    const bool native = order == '=' || order == '|' || order == kNative;
     if (native && (a.flags() & py::array::c_style)) return a;
     py::object np = py::module_::import("numpy");
     return np.attr("ascontiguousarray")(a, a.dtype().attr("newbyteorder")("="));
@@ -89,16 +94,25 @@ inline void check_ndim(const py::array& a, const char* name, int ndim, const std
                      shape_string(shape_of(a)));
 }
 
-// An optional floating array argument with the dtype of x and a fixed shape.
-inline std::optional<py::array> optional_array(py::handle obj, const char* name,
-                                               const py::dtype& dtype,
-                                               const std::vector<int64_t>& dims,
-                                               const std::string& legend) {
+// An optional floating array argument with the dtype of x and a fixed shape. `legend` is the
+// dimensions' names, a string or a callable returning one (built only for an error message).
+template <typename Legend>
+std::optional<py::array> optional_array(py::handle obj, const char* name, const py::dtype& dtype,
+                                        const std::vector<int64_t>& dims, const Legend& legend) {
     if (obj.is_none()) return std::nullopt;
     py::array a = to_array(obj, name);
     check_same_dtype(a, name, dtype);
-    check_ndim(a, name, static_cast<int>(dims.size()), legend);
-    check_shape(a, name, dims, legend);
+    bool same = a.ndim() == static_cast<py::ssize_t>(dims.size());
+    for (size_t i = 0; same && i < dims.size(); ++i) same = a.shape(i) == dims[i];
+    if (!same) {
+        std::string text;
+        if constexpr (std::is_invocable_v<const Legend&>)
+            text = legend();
+        else
+            text = legend;
+        check_ndim(a, name, static_cast<int>(dims.size()), text);
+        check_shape(a, name, dims, text);
+    }
     return contiguous(a);
 }
 

@@ -353,8 +353,10 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
         throw ValueError("reverse: a bidirectional call runs both directions; pass reverse=False");
     seq.H = lw.H;
     const int D = lw.D;
-    const std::string state_legend = shape_legend(D, "B, H") + with_notes(D, "B = " +
-                                     std::to_string(seq.B) + " from x, H = " + std::to_string(seq.H));
+    const auto state_legend = [&] {
+        return shape_legend(D, "B, H") + with_notes(D, "B = " + std::to_string(seq.B) +
+                                                       " from x, H = " + std::to_string(seq.H));
+    };
     const std::vector<int64_t> state_dims = with_d(D, {seq.B, seq.H});
     auto h0 = optional_array(h0_obj, "h0", dtype, state_dims, state_legend);
     auto c0 = optional_array(c0_obj, "c0", dtype, state_dims, state_legend);

@@ -413,3 +413,25 @@ def test_median_of_runs_takes_each_value_within_its_run(tmp_path, monkeypatch):
     finally:
         sys.path.pop(0)
     assert json.loads(out.read_text())["merged_runs"] == 3
+
+
+def test_bandwidth_bound_of_a_single_step_streams_both_matrices_together():
+    """A call of one step (streaming, or T = 1) reads W_ih and W_hh every call: its bound is one
+    GEMV over [W_ih | W_hh]; a longer sequence reads W_ih once and W_hh every step."""
+    calls = []
+
+    def gemv(rows, cols):
+        calls.append((rows, cols))
+        return 1e-6 * rows * cols
+
+    one = bench.Case("infer", "gru_ra", "fwd", 1, 2, 5, 6)        # T=1, B=2, I=5, H=6
+    assert bench.bandwidth_bound(one, gemv) == pytest.approx(1e-6 * 18 * 11)
+    assert calls == [(18, 11)]
+    calls.clear()
+    seq = bench.Case("infer", "gru_ra", "fwd", 3, 2, 5, 6)
+    assert bench.bandwidth_bound(seq, gemv) == pytest.approx(1e-6 * 18 * (5 + 3 * 6))
+    assert sorted(calls) == [(18, 5), (18, 6)]
+    calls.clear()
+    stream = bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6)
+    assert bench.bandwidth_bound(stream, gemv) == pytest.approx(1e-6 * 24 * 11)
+    assert bench.bandwidth_bound(bench.Case("infer", "lstm", "fwd", 1, 8, 5, 6), gemv) is None

@@ -75,7 +75,8 @@ median of 3, right after its calls); ``%BW`` (forward, B <= 4) = the memory-band
 percentage of gatedrnn's time (100 % = at the bound), the bound being the time to stream the
 weights once per step as NumPy GEMVs of the same sizes, less NumPy's fixed cost per call:
 ``t(W_ih) + T * t(W_hh)`` per layer and direction (the input projection reads W_ih once for the
-whole sequence; streaming: ``t([W_ih | W_hh])`` per step). The weights sit in whatever cache
+whole sequence; a single step, streaming or T = 1: ``t([W_ih | W_hh])``, as each call reads
+both). The weights sit in whatever cache
 level they settle in when reused, as in the recurrence; matrices under 1 MiB are timed as
 stacked copies of >= 1 MiB (see GemvTimes), so for tiny weights that live in L1 the "bound" is
 loose and %BW can exceed 100 %. ``parity`` = the largest scaled difference
@@ -615,11 +616,13 @@ class GemvTimes:
 def bandwidth_bound(case, gemv):
     """Seconds per reported unit to stream the weights (forward, B <= 4 only; else None): per
     layer and direction t(W_ih) + T * t(W_hh) (the input projection reads W_ih once for the whole
-    sequence); streaming, per step: t([W_ih | W_hh]), one (G*H, I+H) matrix."""
+    sequence); a single step (streaming, per step, or a call with T = 1): t([W_ih | W_hh]), one
+    (G*H, I+H) matrix, since each call reads both and they share the caches (timed apart, each
+    would settle in cache as if the other did not exist)."""
     if case.mode != "fwd" or case.B > 4:
         return None
     GH = case.G * case.H
-    if case.streaming:
+    if case.streaming or case.T == 1:
         return sum(case.directions * gemv(GH, i + case.H) for i in case.layer_inputs())
     return sum(case.directions * (gemv(GH, i) + case.T * gemv(GH, case.H))
                for i in case.layer_inputs())

@@ -59,3 +59,28 @@ def test_matmul_out_must_not_overlap_the_inputs():
     a = np.ones((4, 4))
     with pytest.raises(ValueError, match="share memory"):
         _core.matmul(a, np.ones((4, 4)), out=a, beta=1.0)
+
+
+@pytest.mark.parametrize("M, N, K", [(3200, 97, 256),    # 8 row blocks claimed one at a time
+                                     (1500, 300, 200),   # 4 row blocks of 2 column groups each
+                                     (600, 300, 200)])   # 2 row blocks: contiguous shares
+def test_matmul_is_bitwise_the_same_whichever_thread_takes_a_tile(M, N, K):
+    # With two threads, row blocks are claimed as each thread finishes its last, so which
+    # thread computes which tile changes from call to call; every tile is still computed whole
+    # by one thread in the same order, so the result may not change by a bit.
+    import gatedrnn
+    rng = np.random.default_rng(M + N + K)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    before = gatedrnn.get_num_threads()
+    try:
+        gatedrnn.set_num_threads(1)
+        serial = _core.matmul(a, b, trans_b=True)
+        gatedrnn.set_num_threads(2)
+        runs = [_core.matmul(a, b, trans_b=True) for _ in range(5)]
+    finally:
+        gatedrnn.set_num_threads(before)
+    np.testing.assert_allclose(serial, a.astype(np.float64) @ b.T.astype(np.float64),
+                               rtol=1e-5, atol=1e-5 * np.sqrt(K))
+    for got in runs:
+        np.testing.assert_array_equal(got, serial)

@@ -295,7 +295,11 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     T* const a_pack_base = serial_scratch ? serial_scratch : a_packs.get();
     const int64_t a_row = ta == Trans::yes ? 1 : lda, a_col = ta == Trans::yes ? lda : 1;
 
-    parallel_chunks(tiles, threads, [&](int64_t begin, int64_t end, int tid) {
+    // With enough row blocks, threads claim whole row blocks as they go (a slower core takes
+    // fewer; a claim packs its A block once per depth block for all its column groups). With
+    // fewer, each thread keeps its contiguous share of tiles: split finer, a row block's
+    // column groups would each pack the same A block again.
+    auto tile_runs = [&](int64_t begin, int64_t end, int tid) {
         T* pa = pack_a ? a_pack_base + tid * a_block : nullptr;
         // A thread's consecutive tiles of one row block are done together: its A block is
         // packed once per depth block, not once per column group.
@@ -337,7 +341,11 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                 }
             }
         }
-    });
+    };
+    if (tiles_m >= 2 * int64_t(threads))
+        parallel_claims(tiles, threads, tiles_n, tile_runs);
+    else
+        parallel_chunks(tiles, threads, tile_runs);
 }
 
 template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,

@@ -7,6 +7,8 @@
 #include "gatedrnn/memory.h"
 #include "gatedrnn/threads.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -119,6 +121,52 @@ void parallel_chunks(int64_t n, int threads, Body&& body) {
         try {
             if (begin < end) body(begin, end, tid);
         } catch (...) {
+            std::lock_guard<std::mutex> guard(error_lock);
+            if (!error) error = std::current_exception();
+        }
+    }
+    if (error) std::rethrow_exception(error);
+#else
+    DenormalsAreZero daz;
+    body(int64_t(0), n, 0);
+#endif
+}
+
+// Calls body(begin, end, thread_index) on runs of `grain` consecutive items of [0, n) that
+// `threads` threads claim in turn as each finishes its last: the same items as
+// parallel_chunks, but a thread that runs slower (on a shared machine, a core whose sibling
+// another tenant keeps busy, or one the host takes away for a while) takes fewer of them
+// instead of holding the others up. Each item is still done by one thread, whole, so results
+// do not depend on who did what.
+template <typename Body>
+void parallel_claims(int64_t n, int threads, int64_t grain, Body&& body) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    const int64_t runs = (n + grain - 1) / grain;
+    if (threads > runs) threads = static_cast<int>(runs);
+    if (threads <= 1) {
+        DenormalsAreZero daz;
+        body(int64_t(0), n, 0);
+        return;
+    }
+#ifdef _OPENMP
+    std::exception_ptr error;
+    std::mutex error_lock;
+    std::atomic<int64_t> next{0};
+    std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsAreZero daz;
+        const int tid = omp_get_thread_num();
+        try {
+            for (;;) {
+                if (failed.load(std::memory_order_relaxed)) break;
+                const int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
+                if (begin >= n) break;
+                body(begin, std::min(n, begin + grain), tid);
+            }
+        } catch (...) {
+            failed.store(true, std::memory_order_relaxed);
             std::lock_guard<std::mutex> guard(error_lock);
             if (!error) error = std::current_exception();
         }

@@ -99,37 +99,42 @@ private:
     int64_t size_ = 0;
 };
 
+// Runs body(thread_index, team) on up to `threads` threads (team: how many OpenMP started),
+// each holding DenormalsAreZero; inline on the caller when threads <= 1. The first exception
+// a thread throws is caught, kept, and rethrown after the region (none may escape it).
+template <typename Body>
+void parallel_region(int threads, Body&& body) {
+#ifdef _OPENMP
+    if (threads > 1) {
+        std::exception_ptr error;
+        std::mutex error_lock;
+#pragma omp parallel num_threads(threads)
+        {
+            DenormalsAreZero daz;
+            try {
+                body(omp_get_thread_num(), omp_get_num_threads());
+            } catch (...) {
+                std::lock_guard<std::mutex> guard(error_lock);
+                if (!error) error = std::current_exception();
+            }
+        }
+        if (error) std::rethrow_exception(error);
+        return;
+    }
+#endif
+    DenormalsAreZero daz;
+    body(0, 1);
+}
+
 // Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).
 template <typename Body>
 void parallel_chunks(int64_t n, int threads, Body&& body) {
     if (n <= 0) return;
     if (threads > n) threads = static_cast<int>(n);
-    if (threads <= 1) {
-        DenormalsAreZero daz;
-        body(int64_t(0), n, 0);
-        return;
-    }
-#ifdef _OPENMP
-    std::exception_ptr error;
-    std::mutex error_lock;
-#pragma omp parallel num_threads(threads)
-    {
-        DenormalsAreZero daz;
-        const int tid = omp_get_thread_num();
-        const int team = omp_get_num_threads();
+    parallel_region(threads, [&](int tid, int team) {
         const int64_t begin = n * tid / team, end = n * (tid + 1) / team;
-        try {
-            if (begin < end) body(begin, end, tid);
-        } catch (...) {
-            std::lock_guard<std::mutex> guard(error_lock);
-            if (!error) error = std::current_exception();
-        }
-    }
-    if (error) std::rethrow_exception(error);
-#else
-    DenormalsAreZero daz;
-    body(int64_t(0), n, 0);
-#endif
+        if (begin < end) body(begin, end, tid);
+    });
 }
 
 // Calls body(begin, end, thread_index) on runs of `grain` consecutive items of [0, n) that
@@ -144,38 +149,20 @@ void parallel_claims(int64_t n, int threads, int64_t grain, Body&& body) {
     if (grain < 1) grain = 1;
     const int64_t runs = (n + grain - 1) / grain;
     if (threads > runs) threads = static_cast<int>(runs);
-    if (threads <= 1) {
-        DenormalsAreZero daz;
-        body(int64_t(0), n, 0);
-        return;
-    }
-#ifdef _OPENMP
-    std::exception_ptr error;
-    std::mutex error_lock;
     std::atomic<int64_t> next{0};
-    std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(threads)
-    {
-        DenormalsAreZero daz;
-        const int tid = omp_get_thread_num();
+    std::atomic<bool> failed{false};   // after an exception the others stop claiming
+    parallel_region(threads, [&](int tid, int) {
         try {
-            for (;;) {
-                if (failed.load(std::memory_order_relaxed)) break;
+            while (!failed.load(std::memory_order_relaxed)) {
                 const int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
                 if (begin >= n) break;
                 body(begin, std::min(n, begin + grain), tid);
             }
         } catch (...) {
             failed.store(true, std::memory_order_relaxed);
-            std::lock_guard<std::mutex> guard(error_lock);
-            if (!error) error = std::current_exception();
+            throw;
         }
-    }
-    if (error) std::rethrow_exception(error);
-#else
-    DenormalsAreZero daz;
-    body(int64_t(0), n, 0);
-#endif
+    });
 }
 
 // Runs body(d, concurrent) for the D directions of a layer, each `work` multiply-adds. With 2 or

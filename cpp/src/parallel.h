@@ -180,26 +180,15 @@ void for_each_direction(int D, double work, Body&& body) {
     const int n = max_threads();
     if (D == 2 && (n == 2 || n == 3) && threads_for_work(work) >= 2 &&
         concurrent_directions_allowed()) {
-        std::exception_ptr error;
-        std::mutex error_lock;
-#pragma omp parallel num_threads(2)
-        {
-            const int team = omp_get_num_threads();
-            const int tid = omp_get_thread_num();
+        parallel_region(2, [&](int tid, int team) {
             ScopedThreadCap one(1);
-            try {
-                if (team == 2) {
-                    body(tid, true);
-                } else {            // the runtime gave us fewer threads than asked
-                    body(0, true);
-                    body(1, true);
-                }
-            } catch (...) {
-                std::lock_guard<std::mutex> guard(error_lock);
-                if (!error) error = std::current_exception();
+            if (team == 2) {
+                body(tid, true);
+            } else {            // the runtime gave us fewer threads than asked
+                body(0, true);
+                body(1, true);
             }
-        }
-        if (error) std::rethrow_exception(error);
+        });
         return;
     }
 #endif

@@ -218,7 +218,7 @@ def test_command_line(tmp_path, capsys):
     js = tmp_path / "r.json"
     status = main(["bench", "--filter", "overhead/rnn_tanh", "--threads", "1", "--no-reference",
                    "--min-time", "0.002", "--max-time", "0.02", "--retry-busy", "0",
-                   "--json", str(js),
+                   "--lead-in", "0.001", "--json", str(js),
                    "--png", str(tmp_path / "r.png")])
     assert status == 0
     out = capsys.readouterr().out
@@ -226,6 +226,9 @@ def test_command_line(tmp_path, capsys):
     data = json.loads(js.read_text())
     assert [r["id"] for r in data["cases"]] == ["overhead/rnn_tanh/T1-B1-I64-H64/fwd"]
     assert data["settings"]["threads"] == 1 and "reference" not in data["cases"][0]["impls"]
+    assert data["settings"]["lead_in"] == 0.001
+    assert main(["bench", "--quick", "--lead-in", "-1"]) == 2
+    assert "--lead-in must be >= 0 seconds, got -1.0" in capsys.readouterr().err
 
 
 def test_pytest_benchmark_report_script():
@@ -316,6 +319,43 @@ def test_interleaved_rounds_take_turns_and_follow_the_round_plan():
     firsts = [turns[2 * r] for r in range(both)]
     assert firsts[:4] == ["a", "b", "a", "b"][:len(firsts[:4])]
     assert all({turns[2 * r], turns[2 * r + 1]} == {"a", "b"} for r in range(both))
+
+
+def test_lead_in_calls_precede_each_timed_round_untimed():
+    """The first call of each turn is slow (as after the pause between turns); with a lead-in
+    it runs untimed and the rounds time the fast calls; without one every round includes it.
+    A call longer than the lead-in gets none."""
+    state = {"fresh": False, "calls": 0}
+
+    class Turn:
+        def __enter__(self):
+            state["fresh"] = True
+
+        def __exit__(self, *exc):
+            pass
+
+    def fn():
+        state["calls"] += 1
+        seconds = 0.012 if state["fresh"] else 0.001
+        state["fresh"] = False
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    entries = {"a": (fn, Turn, 0.001)}
+    kw = dict(min_time=0.005, max_time=1.0, min_rounds=3, settle=0, round_time=0.002)
+    slow = bench.measure_interleaved(entries, **kw)
+    assert slow["a"].number == 2
+    assert slow["a"].median > 0.006          # (12 + 1) / 2 ms per call in every round
+    state["calls"] = 0
+    fast = bench.measure_interleaved(entries, lead_in=0.0015, **kw)
+    assert fast["a"].median < 0.003          # 1 ms calls: the slow one was the lead-in's
+    # two lead-in calls (ceil(1.5 / 1)) and two timed calls per round
+    assert state["calls"] == 4 * fast["a"].rounds
+    state["calls"] = 0
+    long_call = bench.measure_interleaved({"a": (fn, Turn, 0.001)}, lead_in=0.0005, **kw)
+    assert state["calls"] == 2 * long_call["a"].rounds
+    assert long_call["a"].median > 0.006
 
 
 def test_a_follower_is_timed_in_turns_and_stops_with_the_others():

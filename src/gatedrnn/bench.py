@@ -58,8 +58,10 @@ exceeds ``--max-call`` is not run
 ("over budget", the estimate is kept in the JSON). gatedrnn, PyTorch and ONNX Runtime are
 warmed up first and then timed in interleaved rounds (``measure_interleaved``: their rounds take
 turns in rounds of ~50 ms, the order rotating, each turn after the previous implementation's
-idle thread pool has stopped spinning: ``wait_until_quiet``), so a slow spell of a shared
-machine hits all of them alike; the NumPy reference is timed on its own afterwards.
+idle thread pool has stopped spinning: ``wait_until_quiet``; a call shorter than ``--lead-in``,
+default 10 ms, is first called untimed for about that long in each turn, since the first calls
+after such a pause run slower), so a slow spell of a shared machine hits all of them alike;
+the NumPy reference is timed on its own afterwards.
 
 Report columns: median time per call (per step for streaming) of each implementation; ``xPyT``,
 ``xORT``, ``xref`` = peer time / gatedrnn time (above 1 means gatedrnn is faster); ``GFLOP/s``
@@ -500,7 +502,7 @@ def wait_until_quiet(max_wait=0.25, window=0.004, threshold=0.2):
 
 
 def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settle=0.25,
-                        round_time=0.05, followers=()):
+                        round_time=0.05, followers=(), lead_in=0.0):
     """Median seconds per call of each entry, the entries taking turns round by round.
 
     ``entries``: name -> (fn, ctx, estimate), fn already warmed up, called inside ``ctx()``.
@@ -511,11 +513,21 @@ def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settl
     instead of on whichever was being timed, so the ratios stay honest. Before each turn the
     process waits (:func:`wait_until_quiet`, at most ``settle`` seconds) until the previous
     implementation's idle thread pool has stopped spinning. Rounds of ~50 ms keep those pauses
-    a modest part of the run. Entries named in ``followers`` (a reference measurement taken
+    a modest part of the run. A pause of that kind costs the calls right after it: for the
+    first milliseconds memory-bound work runs up to twice as slow here (a 12 MB copy: 2.1, 2.0,
+    1.0, 0.92 ms after 60 ms of sleep, 0.92 ms back to back; a one-step GRU training call, B=32,
+    H=512: 2.9 ms first, 1.4 ms in a loop). So each turn of an entry whose call is shorter than
+    ``lead_in`` seconds starts with untimed calls, about ``lead_in`` seconds of them (at most as
+    many as the round has): rounds then time the steady state a loop of calls sees, for every
+    implementation alike. Entries named in ``followers`` (a reference measurement taken
     alongside, such as the SGEMM ceiling) stop when the others have. Returns name -> Timing.
     """
     number = {name: plan_rounds(est, min_time, max_time, min_rounds, round_time)[1]
               for name, (_, _, est) in entries.items()}
+    # Calls shorter than lead_in get untimed calls before each timed round: about lead_in
+    # seconds of them, never more calls than the round itself.
+    lead = {name: min(number[name], math.ceil(lead_in / max(est, 1e-9))) if est < lead_in else 0
+            for name, (_, _, est) in entries.items()}
     times = {name: [] for name in entries}
     spent = {name: 0.0 for name in entries}
     active = list(entries)
@@ -527,6 +539,8 @@ def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settl
             if settle > 0:
                 wait_until_quiet(settle)
             with ctx():
+                for _ in range(lead[name]):  # untimed: the machine waking from the pause
+                    fn()
                 t0 = time.perf_counter()
                 for _ in range(number[name]):
                     fn()
@@ -1261,7 +1275,7 @@ _CEILING = "(sgemm ceiling)"  # its turn's name among the implementations' (not 
 
 
 def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm, seed,
-              ceiling=None):
+              ceiling=None, lead_in=0.0):
     prob = make_problem(case, seed)
     row = new_row(case)
     monitor = ForeignCpu()
@@ -1302,7 +1316,8 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
     # time would move every %SGEMM of the case with it.
     if ceiling is not None and turns:
         turns[_CEILING] = (ceiling.call, contextlib.nullcontext, ceiling.estimate)
-    timings = measure_interleaved(turns, min_time, max_time, followers=(_CEILING,)) if turns else {}
+    timings = (measure_interleaved(turns, min_time, max_time, followers=(_CEILING,),
+                                   lead_in=lead_in) if turns else {})
     run_sgemm = sgemm
     if ceiling is not None:
         t = timings.pop(_CEILING, None)
@@ -1345,12 +1360,14 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
 
 def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=True,
         min_time=0.5, max_time=2.0, max_call=30.0, sgemm_n=2048, seed=0, out="stdout",
-        retry_busy=1, busy_wait=30.0):
+        retry_busy=1, busy_wait=30.0, lead_in=0.01):
     """Run ``case_list`` with every implementation and return the report (a JSON-able dict).
 
     A case that ran while other work used more than BUSY_FLAG of the CPUs is run again, up to
     ``retry_busy`` times, each after waiting up to ``busy_wait`` seconds for the machine to be
     idle; the attempt with the least interference is kept (``attempts`` in its row).
+    ``lead_in``: seconds of untimed calls before each timed round of a short call (see
+    :func:`measure_interleaved`).
 
     Prints the machine line, the ceilings and one table row per case as it completes to
     ``out`` (a file; "stdout": sys.stdout at call time; None: silent). A KeyboardInterrupt stops
@@ -1368,7 +1385,7 @@ def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=T
     report = {"machine": machine_info(torch, impls), "settings": {
         "threads": threads, "min_time": min_time, "max_time": max_time, "max_call": max_call,
         "implementations": names, "seed": seed, "parity_tol": PARITY_TOL,
-        "retry_busy": retry_busy, "busy_wait": busy_wait}, "cases": []}
+        "retry_busy": retry_busy, "busy_wait": busy_wait, "lead_in": lead_in}, "cases": []}
     with ThreadSettings(threads, torch) as th:
         notes.update(th.notes)
         report["settings"]["blas_threads"] = th.blas
@@ -1388,7 +1405,7 @@ def run(case_list, *, threads=None, implementations=IMPLEMENTATIONS, reference=T
                 def attempt():
                     return _run_case(case, impls, threads=threads, min_time=min_time,
                                      max_time=max_time, max_call=max_call, gemv=gemv,
-                                     sgemm=sgemm, seed=seed, ceiling=ceiling)
+                                     sgemm=sgemm, seed=seed, ceiling=ceiling, lead_in=lead_in)
                 row, attempts = attempt(), 1
                 while (row.get("foreign_cpu") or 0) > BUSY_FLAG and attempts <= retry_busy:
                     wait_for_idle(busy_wait)
@@ -1764,6 +1781,10 @@ def add_arguments(parser):
     parser.add_argument("--max-time", type=float, default=2.0,
                         help="most seconds of timed rounds per implementation and case; also the "
                              "NumPy reference's per-call budget (default 2)")
+    parser.add_argument("--lead-in", type=float, default=0.01, metavar="SECONDS",
+                        help="untimed calls, about this many seconds of them, before each timed "
+                             "round of a call shorter than that (default 0.01; 0 for none): the "
+                             "rounds follow a pause, and the first calls after one run slower")
     parser.add_argument("--max-call", type=float, default=30.0,
                         help="skip ('over budget') an implementation whose single call is "
                              "estimated above this many seconds (default 30)")
@@ -1784,6 +1805,9 @@ def run_from_args(args):
     if args.threads is not None and args.threads < 1:
         print("--threads must be >= 1", file=sys.stderr)
         return 2
+    if not args.lead_in >= 0:
+        print(f"--lead-in must be >= 0 seconds, got {args.lead_in}", file=sys.stderr)
+        return 2
     selected = cases(quick=args.quick, filters=args.filter)
     if args.list:
         for c in selected:
@@ -1794,7 +1818,7 @@ def run_from_args(args):
         return 2
     report = run(selected, threads=args.threads, reference=not args.no_reference,
                  min_time=args.min_time, max_time=args.max_time, max_call=args.max_call,
-                 retry_busy=args.retry_busy, busy_wait=args.busy_wait)
+                 retry_busy=args.retry_busy, busy_wait=args.busy_wait, lead_in=args.lead_in)
     print("\n".join(_format_tail(report)))
     if args.json:
         write_json(report, args.json)

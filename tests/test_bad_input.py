@@ -282,6 +282,73 @@ def test_unknown_nonlinearity(nonlinearity):
     expect_error(ValueError, fn, "nonlinearity")
 
 
+def _flag_names(variant):
+    names = ["reverse", "batch_first", "training", "bidirectional"]
+    return names + (["reset_after"] if variant.cell == "gru" else [])
+
+
+@variant_params
+@pytest.mark.parametrize("bad", [1, 0, "yes", 1.0, [True], np.array([True])],
+                         ids=["int1", "int0", "str", "float", "list", "array"])
+def test_flags_must_be_true_or_false(variant, bad):
+    """A flag is True, False or a NumPy bool; anything else is a TypeError that names it, even
+    a value Python would call true (1, "yes"), and the same goes for the packed-handle path."""
+    kw = base(variant, mask=False)
+    packed = {k: kw[k] for k in kw if k not in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    packed["weight_ih"] = F.pack_weights(variant.cell, kw["weight_ih"], kw["weight_hh"],
+                                         kw["bias_ih"], kw["bias_hh"], **variant.opts)
+    for name in _flag_names(variant):
+        for args in (kw, packed):
+            call = {**args, **{k: v for k, v in variant.opts.items() if args is kw}, name: bad}
+            with pytest.raises(TypeError) as exc:
+                getattr(F, variant.cell)(**call)
+            assert str(exc.value) == f"{name}: expected True or False, got {type(bad).__name__}"
+    ctx = forward(F, variant, kw, training=True).ctx
+    expected = f"^{{}}: expected True or False, got {type(bad).__name__}$"
+    with pytest.raises(TypeError, match=expected.format("return_dh_seq")):
+        backward(F, variant, ctx, dh_n=np.ones((B, H)), return_dh_seq=bad)
+    weights = [kw[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    for name in ("reset_after", "bidirectional"):
+        with pytest.raises(TypeError, match=expected.format(name)):
+            F.pack_weights(variant.cell, *weights, **{name: bad})
+    with pytest.raises(TypeError, match=expected.format("reset_after")):
+        F.workspace_size(variant.cell, T, B, I, H, reset_after=bad)
+
+
+@variant_params
+def test_flags_take_numpy_bools(variant):
+    """np.True_ / np.False_ (a comparison's result) act exactly as True / False."""
+    kw = base(variant, mask=False)
+    rng = np.random.default_rng(3)
+    for name, value in (("reverse", True), ("training", True)):
+        want = forward(F, variant, kw, **{name: value})
+        got = forward(F, variant, kw, **{name: np.bool_(value)})
+        assert type(got) is type(want)
+        np.testing.assert_array_equal(got.y, want.y)
+        np.testing.assert_array_equal(got.h_n, want.h_n)
+    ctx = forward(F, variant, kw, training=np.True_).ctx
+    g = make_output_grads(rng, variant, forward(F, variant, kw), which=("dy",))
+    want = backward(F, variant, ctx, dy=g["dy"], return_dh_seq=True)
+    got = backward(F, variant, ctx, dy=g["dy"], return_dh_seq=np.True_)
+    assert type(got) is type(want) and len(got) == len(want)
+    for a, b in zip(got, want):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+    plain = backward(F, variant, ctx, dy=g["dy"], return_dh_seq=np.False_)
+    assert type(plain).__name__.endswith("Gradients") and not hasattr(plain, "dh_seq")
+    handle = F.pack_weights(variant.cell, kw["weight_ih"], kw["weight_hh"], kw["bias_ih"],
+                            kw["bias_hh"], **variant.opts, bidirectional=np.False_)
+    assert handle.bidirectional is False
+    assert F.workspace_size("gru", T, B, I, H, reset_after=np.False_) == \
+        F.workspace_size("gru", T, B, I, H, reset_after=False)
+    # the results are the documented namedtuples, fields and all
+    out = forward(F, variant, kw)
+    assert out._fields == (("y", "h_n", "c_n") if variant.is_lstm else ("y", "h_n"))
+    assert forward(F, variant, kw, training=True)._fields[-1] == "ctx"
+
+
 @variant_params
 @pytest.mark.parametrize("training", [False, True])
 def test_hidden_size_zero(variant, training):

@@ -43,6 +43,26 @@ inline std::string type_name(py::handle obj) {
     return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
 }
 
+// A flag argument: True, False or a NumPy bool; anything else (1, "yes", None) is a TypeError.
+inline bool to_flag(py::handle obj, const char* name) {
+    if (obj.ptr() == Py_True) return true;
+    if (obj.ptr() == Py_False) return false;
+    static PyObject* const numpy_bool =
+        py::object(py::module_::import("numpy").attr("bool_")).release().ptr();  // kept for good
+    if (PyObject_IsInstance(obj.ptr(), numpy_bool) == 1) {
+        const int truth = PyObject_IsTrue(obj.ptr());
+        if (truth >= 0) return truth == 1;
+    }
+    PyErr_Clear();  // (an isinstance or truth test that raised: reported as the TypeError below)
+    throw TypeError(std::string(name) + ": expected True or False, got " + type_name(obj));
+}
+
+// An optional flag: None (the default applies) or a flag.
+inline std::optional<bool> to_optional_flag(py::handle obj, const char* name) {
+    if (obj.is_none()) return std::nullopt;
+    return to_flag(obj, name);
+}
+
 // The argument as a NumPy array (array-likes such as lists are converted with numpy.asarray).
 inline py::array to_array(py::handle obj, const char* name) {
     if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);

@@ -203,7 +203,9 @@ void prepare(LayerWeights& lw) {
 
 PackedWeights pack_weights(const std::string& family, py::handle w_ih, py::handle w_hh,
                            py::handle b_ih, py::handle b_hh, const std::string& nonlinearity,
-                           bool reset_after, bool bidirectional) {
+                           py::handle reset_after_obj, py::handle bidirectional_obj) {
+    const bool reset_after = to_flag(reset_after_obj, "reset_after");
+    const bool bidirectional = to_flag(bidirectional_obj, "bidirectional");
     const CellType cell = parse_cell(family, nonlinearity, reset_after);
     PackedWeights handle{check_weights(cell, bidirectional ? 2 : 1, w_ih, w_hh, b_ih, b_hh, nullptr, -1)};
     LayerWeights& lw = handle.layer;
@@ -294,9 +296,15 @@ py::tuple forward_typed(const LayerWeights& lw, const Sequence& seq_in, const py
 
 py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_obj,
                   py::handle w_hh_obj, py::handle b_ih_obj, py::handle b_hh_obj, py::handle h0_obj,
-                  py::handle c0_obj, py::handle lengths_obj, py::handle mask_obj, bool reverse,
-                  bool batch_first, bool training, py::handle nonlinearity_obj,
-                  py::handle reset_after_obj, py::handle bidirectional_obj) {
+                  py::handle c0_obj, py::handle lengths_obj, py::handle mask_obj,
+                  py::handle reverse_obj, py::handle batch_first_obj, py::handle training_obj,
+                  py::handle nonlinearity_obj, py::handle reset_after_obj,
+                  py::handle bidirectional_obj) {
+    const bool reverse = to_flag(reverse_obj, "reverse");
+    const bool batch_first = to_flag(batch_first_obj, "batch_first");
+    const bool training = to_flag(training_obj, "training");
+    const std::optional<bool> reset_after = to_optional_flag(reset_after_obj, "reset_after");
+    const std::optional<bool> bidirectional = to_optional_flag(bidirectional_obj, "bidirectional");
     py::array x = to_array(x_obj, "x");
     const py::dtype dtype = x.dtype();
     if (!is_float32(dtype) && !is_float64(dtype))
@@ -329,11 +337,10 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
             throw ValueError("nonlinearity: the PackedWeights handle was packed for '" +
                              std::string(rnn_relu ? "relu" : "tanh") + "', got '" +
                              nonlinearity_obj.cast<std::string>() + "'");
-        if (!reset_after_obj.is_none() && family == "gru" &&
-            reset_after_obj.cast<bool>() != (lw.cell == CellType::gru_reset_after))
+        if (reset_after && family == "gru" && *reset_after != (lw.cell == CellType::gru_reset_after))
             throw ValueError("reset_after: the PackedWeights handle was packed for reset_after=" +
                              std::string(lw.cell == CellType::gru_reset_after ? "True" : "False"));
-        if (!bidirectional_obj.is_none() && bidirectional_obj.cast<bool>() != (lw.D == 2))
+        if (bidirectional && *bidirectional != (lw.D == 2))
             throw ValueError("bidirectional: the PackedWeights handle was packed for bidirectional=" +
                              std::string(lw.D == 2 ? "True" : "False"));
         if (!(lw.dtype.kind() == dtype.kind() && lw.dtype.itemsize() == dtype.itemsize()))
@@ -345,8 +352,8 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
     } else {
         const CellType cell = parse_cell(
             family, nonlinearity_obj.is_none() ? std::string("tanh") : nonlinearity_obj.cast<std::string>(),
-            reset_after_obj.is_none() ? true : reset_after_obj.cast<bool>());
-        const int D = !bidirectional_obj.is_none() && bidirectional_obj.cast<bool>() ? 2 : 1;
+            reset_after.value_or(true));
+        const int D = bidirectional.value_or(false) ? 2 : 1;
         lw = check_weights(cell, D, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, &dtype, seq.I);
     }
     if (lw.D == 2 && reverse)
@@ -423,7 +430,8 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
 }
 
 py::tuple backward(py::handle ctx_obj, const std::string& family, py::handle dy_obj,
-                   py::handle dh_n_obj, py::handle dc_n_obj, bool return_dh_seq) {
+                   py::handle dh_n_obj, py::handle dc_n_obj, py::handle return_dh_seq_obj) {
+    const bool return_dh_seq = to_flag(return_dh_seq_obj, "return_dh_seq");
     if (!py::isinstance<Context>(ctx_obj))
         throw TypeError("ctx: expected the context returned by gatedrnn.functional." + family +
                         "(..., training=True), got " + type_name(ctx_obj));
@@ -512,7 +520,8 @@ py::object matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b
 }
 
 int64_t workspace_size(const std::string& family, int64_t T, int64_t B, int64_t I, int64_t H,
-                       const std::string& nonlinearity, bool reset_after) {
+                       const std::string& nonlinearity, py::handle reset_after_obj) {
+    const bool reset_after = to_flag(reset_after_obj, "reset_after");
     if (T < 0 || B < 0 || I < 0 || H < 1)
         throw ValueError("workspace_size: expected T, B, I >= 0 and H >= 1, got T=" +
                          std::to_string(T) + ", B=" + std::to_string(B) + ", I=" +
@@ -620,7 +629,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("dc_n"), py::arg("return_dh_seq"));
     m.def("workspace_size", &workspace_size, py::arg("cell"), py::arg("T"), py::arg("B"),
           py::arg("I"), py::arg("H"), py::arg("nonlinearity") = "tanh",
-          py::arg("reset_after") = true);
+          py::arg("reset_after") = py::bool_(true));
     m.def("info", &info);
 
     // Kernel paths. The ISA is chosen once here, at import: GATEDRNN_ISA forces one.

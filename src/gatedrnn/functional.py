@@ -35,8 +35,6 @@ copied once; all others are used in place and never modified. NaN and Inf propag
 Changing ``x`` or the weights in place between a forward call and its backward is undefined.
 """
 
-import numpy as np
-
 from . import _core
 from .results import (
     LSTMGradients, LSTMGradientsWithSeq, LSTMOutput, LSTMTrainOutput, RNNGradients,
@@ -54,16 +52,10 @@ Context = _core.Context
 PackedWeights = _core.PackedWeights
 
 
-def _flag(value, name):
-    if value is True or value is False:     # the common case first: every call passes four
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
-
-
-def _optional_flag(value, name):
-    return None if value is None else _flag(value, name)
+# The forward results are built as the namedtuples' own __new__ builds them, without its Python
+# frame (a streaming step makes one per call). The core checks every flag argument: True, False
+# or a NumPy bool, else a TypeError that names it.
+_new = tuple.__new__
 
 
 def rnn(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengths=None,
@@ -79,10 +71,8 @@ def rnn(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengt
         raise TypeError(f"nonlinearity: expected 'tanh' or 'relu', got {type(nonlinearity).__name__}")
     y, h_n, _, ctx = _core.forward(
         "rnn", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
-        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), nonlinearity, None,
-        _optional_flag(bidirectional, "bidirectional"))
-    return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
+        reverse, batch_first, training, nonlinearity, None, bidirectional)
+    return _new(RNNOutput, (y, h_n)) if ctx is None else _new(RNNTrainOutput, (y, h_n, ctx))
 
 
 def gru(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengths=None,
@@ -100,10 +90,8 @@ def gru(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, lengt
     """
     y, h_n, _, ctx = _core.forward(
         "gru", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, None, lengths, recurrent_mask,
-        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), None, _optional_flag(reset_after, "reset_after"),
-        _optional_flag(bidirectional, "bidirectional"))
-    return RNNTrainOutput(y, h_n, ctx) if training else RNNOutput(y, h_n)
+        reverse, batch_first, training, None, reset_after, bidirectional)
+    return _new(RNNOutput, (y, h_n)) if ctx is None else _new(RNNTrainOutput, (y, h_n, ctx))
 
 
 def lstm(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, c0=None,
@@ -116,15 +104,16 @@ def lstm(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, c0=N
     """
     y, h_n, c_n, ctx = _core.forward(
         "lstm", x, weight_ih, weight_hh, bias_ih, bias_hh, h0, c0, lengths, recurrent_mask,
-        _flag(reverse, "reverse"), _flag(batch_first, "batch_first"),
-        _flag(training, "training"), None, None, _optional_flag(bidirectional, "bidirectional"))
-    return LSTMTrainOutput(y, h_n, c_n, ctx) if training else LSTMOutput(y, h_n, c_n)
+        reverse, batch_first, training, None, None, bidirectional)
+    if ctx is None:
+        return _new(LSTMOutput, (y, h_n, c_n))
+    return _new(LSTMTrainOutput, (y, h_n, c_n, ctx))
 
 
 def _rnn_family_backward(cell, ctx, dy, dh_n, return_dh_seq):
     dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
-        ctx, cell, dy, dh_n, None, _flag(return_dh_seq, "return_dh_seq"))
-    if return_dh_seq:
+        ctx, cell, dy, dh_n, None, return_dh_seq)
+    if dh_seq is not None:
         return RNNGradientsWithSeq(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
     return RNNGradients(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
@@ -155,8 +144,8 @@ def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):
     (``LSTMGradientsWithSeq`` with ``dh_seq`` last when ``return_dh_seq=True``).
     """
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
-        ctx, "lstm", dy, dh_n, dc_n, _flag(return_dh_seq, "return_dh_seq"))
-    if return_dh_seq:
+        ctx, "lstm", dy, dh_n, dc_n, return_dh_seq)
+    if dh_seq is not None:
         return LSTMGradientsWithSeq(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
     return LSTMGradients(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
 
@@ -179,13 +168,11 @@ def pack_weights(cell, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, nonl
     if not isinstance(nonlinearity, str):
         raise TypeError(f"nonlinearity: expected 'tanh' or 'relu', got {type(nonlinearity).__name__}")
     return _core.pack_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity,
-                              _flag(reset_after, "reset_after"),
-                              _flag(bidirectional, "bidirectional"))
+                              reset_after, bidirectional)
 
 
 def workspace_size(cell, T, B, I, H, nonlinearity="tanh", reset_after=True):
     """Elements of the training workspace a forward call with ``training=True`` allocates
     (one array of x's dtype, owned by ``ctx``): ``T*B*H*(G + 1 + extra)`` with extra planes
     LSTM 2, GRU 1, RNN 0."""
-    return _core.workspace_size(cell, int(T), int(B), int(I), int(H), nonlinearity,
-                                _flag(reset_after, "reset_after"))
+    return _core.workspace_size(cell, int(T), int(B), int(I), int(H), nonlinearity, reset_after)

@@ -252,26 +252,19 @@ inline Slice slice_for(const TeamPlan& plan, int tid, int team, int64_t panels, 
 }
 
 // Runs body(tid, team, barrier) on up to plan.threads threads (inline when one); team is the
-// number OpenMP actually started, which every partition must use. body must not throw.
+// number OpenMP actually started, which every partition must use. body must not throw: a
+// thread that left the loop early would leave the others waiting at a barrier.
 template <typename Body>
 void run_team(const TeamPlan& plan, Body&& body) {
-    if (plan.threads <= 1) {
-        DenormalsAreZero daz;
-        body(0, 1, [] {});
-        return;
-    }
+    parallel_region(plan.threads, [&](int tid, int team) {
+        body(tid, team, [team] {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(plan.threads)
-    {
-        DenormalsAreZero daz;
-        body(omp_get_thread_num(), omp_get_num_threads(), [] {
+            if (team > 1) {
 #pragma omp barrier
-        });
-    }
-#else
-    DenormalsAreZero daz;
-    body(0, 1, [] {});
+            }
 #endif
+        });
+    });
 }
 
 // Copies own units of own rows: dst row dst_row(j) = src row j.

@@ -14,7 +14,9 @@ from gatedrnn import _core
                                      # up to 64 rows, B not transposed: read in place by whole
                                      # panels, a partial last panel packed (N = 100, 31), or
                                      # whole panels only (N = 64), a long K; then one row more
-                                     (64, 100, 77), (33, 64, 1536), (13, 31, 40), (65, 50, 20)])
+                                     (64, 100, 77), (33, 64, 1536), (13, 31, 40), (65, 50, 20),
+                                     # K in several depth blocks of equal depth (up to one less)
+                                     (200, 100, 1601)])
 def test_matmul_matches_numpy(dtype, rtol, trans_a, trans_b, M, N, K):
     rng = np.random.default_rng(M * 31 + N * 7 + K)
     a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)

@@ -18,7 +18,18 @@ namespace gatedrnn {
 namespace detail {
 namespace {
 
-constexpr int64_t kKC = 256;                 // depth of a cache block
+// Depth of a cache block: K goes in equal blocks of at most kKC. Each block's pass over C loads
+// and stores every tile of C once more, from L3 or memory when C is large (a weight gradient);
+// a packed B sliver of this depth (kKC x nr) streams from L2 instead of L1. Single thread, our
+// GEMM against NumPy's on 2048^3: 256 -> 0.92x, 512 -> 0.97x, 768 -> 1.00x, 1024 -> 1.00x.
+#ifndef GATEDRNN_KC
+#define GATEDRNN_KC 768
+#endif
+constexpr int64_t kKC = GATEDRNN_KC;
+inline int64_t block_depth(int64_t K) {
+    const int64_t blocks = (K + kKC - 1) / kKC;
+    return blocks > 0 ? (K + blocks - 1) / blocks : K;
+}
 #ifndef GATEDRNN_A_BLOCK_BYTES
 #define GATEDRNN_A_BLOCK_BYTES (1 << 19)
 #endif
@@ -290,7 +301,8 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
     const int64_t tiles_n = (P + panels_per_group - 1) / panels_per_group;
     const int64_t tiles = tiles_m * tiles_n;
     threads = static_cast<int>(std::min<int64_t>(threads, tiles));
-    const int64_t a_block = mc * kKC;
+    const int64_t kb = block_depth(K);
+    const int64_t a_block = mc * kb;
     Buffer<T> a_packs(pack_a && !serial_scratch ? checked_mul(std::max(threads, 1), a_block) : 0);
     T* const a_pack_base = serial_scratch ? serial_scratch : a_packs.get();
     const int64_t a_row = ta == Trans::yes ? 1 : lda, a_col = ta == Trans::yes ? lda : 1;
@@ -309,8 +321,8 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
             const int64_t i0 = mi * mc, rows = std::min(mc, M - i0);
             const int64_t p0 = (tile % tiles_n) * panels_per_group;
             const int64_t p1 = std::min(P, ((next - 1) % tiles_n + 1) * panels_per_group);
-            for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-                const int64_t kc = std::min(kKC, K - k0);
+            for (int64_t k0 = 0; k0 < K; k0 += kb) {
+                const int64_t kc = std::min(kb, K - k0);
                 if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);
                 for (int64_t p = p0; p < p1; ++p) {
                     const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
@@ -325,7 +337,7 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                         next_k0 < K ? packed.panel(panel_at(next_panel ? p + 1 : p0)) + next_k0 * nr
                                     : nullptr;
                     const int64_t next_lines =
-                        next_b ? (std::min(kKC, K - next_k0) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
+                        next_b ? (std::min(kb, K - next_k0) * nr * int64_t(sizeof(T)) + 63) / 64 : 0;
                     const int64_t row_tiles = (rows + mr - 1) / mr;
                     const int64_t lines_per_tile = row_tiles >= kPrefetchTiles ? (next_lines + row_tiles - 1) / row_tiles : 0;
                     for (int64_t i = 0, line = 0, h; i < rows; i += h) {

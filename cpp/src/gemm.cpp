@@ -324,6 +324,18 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
             for (int64_t k0 = 0; k0 < K; k0 += kb) {
                 const int64_t kc = std::min(kb, K - k0);
                 if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);
+                if (pack_a && kc < isa::kShortDepth) {  // along C's rows (see kShortDepth)
+                    for (int64_t i = 0, h; i < rows; i += h) {
+                        h = isa::row_tile(rows, i, mr);
+                        for (int64_t p = p0; p < p1; ++p) {
+                            const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
+                            k.kernel(kc, pa + i * kc, 1, h, h, packed.panel(panel_at(p)) + k0 * nr,
+                                     C + (i0 + i) * ldc + j0, ldc, cols, alpha, beta, k0 == 0,
+                                     nullptr, 0);
+                        }
+                    }
+                    continue;
+                }
                 for (int64_t p = p0; p < p1; ++p) {
                     const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
                     const T* b = packed.panel(panel_at(p)) + k0 * nr;

@@ -134,8 +134,6 @@ struct GemmKernels {
     // B (K, N)): single-thread dX = dG W_ih at M=32, K=1536, N=512, 8 -> 364 us, 12 -> 363,
     // 16 -> 371, 32 -> 420, none -> 580.
     static constexpr int64_t kUnitRowAhead = 12;
-    // Depths below this fetch the next row tile's C rather than their own (see tile).
-    static constexpr int64_t kShortDepth = 128;
 
     // Writes the transpose of rows [0, rows) of src (row stride ld) over columns [0, kc): column
     // k becomes dst[k * dld + 0 .. width), entries past `rows` zero (rows <= width <= G * W),
@@ -295,17 +293,15 @@ struct GemmKernels {
         // would fill the core's miss buffers and stall the loop instead.
         if constexpr (U == 1) {
             // The first and last element of each row's NR (a packed A: a GEMM's output tile).
-            constexpr int c_lines = Packed ? 2 * M : 0;
+            // A short depth leaves too few steps to hide that fetch; its caller walks the
+            // tiles along C's rows instead (see isa::kShortDepth), and the hardware
+            // prefetchers fetch the lines ahead of those sequential writes.
+            const int64_t c_lines = Packed && kc >= kShortDepth ? 2 * M : 0;
             const int64_t lines = c_lines + next_lines;
             const int64_t every = max64(1, min64(8, kc / max64(lines, 1)));
-            // A short depth leaves too few steps to hide the fetch of this tile's C (from L3
-            // for a large output, such as the weight gradients of a one-step call): fetch the
-            // next row tile's instead (the callers walk row tiles in order; past the last, the
-            // hint is wasted). Single-thread dW = dG^T X, K = 32: 550 -> 490 us.
-            const T* c_next = kc < kShortDepth ? C + M * ldc : C;
             for (int64_t line = 0; line < lines && k + every <= kc; ++line) {
                 if (line < c_lines)
-                    __builtin_prefetch(c_next + (line >> 1) * ldc + (line & 1) * (NR - 1), 1, 3);
+                    __builtin_prefetch(C + (line >> 1) * ldc + (line & 1) * (NR - 1), 1, 3);
                 else
                     __builtin_prefetch(next + (line - c_lines) * 64, 0, 2);
                 for (int64_t j = 0; j < every; ++j, ++k) step(k, 0);

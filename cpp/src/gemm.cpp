@@ -324,21 +324,23 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
             for (int64_t k0 = 0; k0 < K; k0 += kb) {
                 const int64_t kc = std::min(kb, K - k0);
                 if (pack_a) k.pack_a(ta == Trans::yes, A, lda, i0, rows, k0, kc, pa);
+                // The tile of row tile i (h rows) and panel p, fetching `lines` lines at `ahead`.
+                auto run_tile = [&](int64_t i, int64_t h, int64_t p, const char* ahead,
+                                    int64_t lines) {
+                    const int64_t j0 = panel_at(p) * nr;
+                    const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
+                    k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? h : a_col, h,
+                             packed.panel(panel_at(p)) + k0 * nr, C + (i0 + i) * ldc + j0, ldc,
+                             std::min(nr, N - j0), alpha, beta, k0 == 0, ahead, lines);
+                };
                 if (pack_a && kc < isa::kShortDepth) {  // along C's rows (see kShortDepth)
                     for (int64_t i = 0, h; i < rows; i += h) {
                         h = isa::row_tile(rows, i, mr);
-                        for (int64_t p = p0; p < p1; ++p) {
-                            const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
-                            k.kernel(kc, pa + i * kc, 1, h, h, packed.panel(panel_at(p)) + k0 * nr,
-                                     C + (i0 + i) * ldc + j0, ldc, cols, alpha, beta, k0 == 0,
-                                     nullptr, 0);
-                        }
+                        for (int64_t p = p0; p < p1; ++p) run_tile(i, h, p, nullptr, 0);
                     }
                     continue;
                 }
                 for (int64_t p = p0; p < p1; ++p) {
-                    const int64_t j0 = panel_at(p) * nr, cols = std::min(nr, N - j0);
-                    const T* b = packed.panel(panel_at(p)) + k0 * nr;
                     // The B block after this one (next panel, else the next depth block) comes
                     // from L3 or memory: each row tile's kernel fetches a slice of it into L2
                     // while it runs, so the first tile that uses it does not stall. Only worth
@@ -355,11 +357,7 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                     for (int64_t i = 0, line = 0, h; i < rows; i += h) {
                         h = isa::row_tile(rows, i, mr);
                         const int64_t slice = std::min(next_lines - line, lines_per_tile);
-                        const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
-                        k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? h : a_col,
-                                 h, b, C + (i0 + i) * ldc + j0, ldc, cols,
-                                 alpha, beta, k0 == 0,
-                                 reinterpret_cast<const char*>(next_b) + line * 64, slice);
+                        run_tile(i, h, p, reinterpret_cast<const char*>(next_b) + line * 64, slice);
                         line += slice;
                     }
                 }

@@ -13,8 +13,8 @@
 //   of panels) and computes that slice's GEMM and pointwise math; its slice of W_hh stays in its
 //   cache for the whole sequence. One barrier per GEMM phase and step.
 // - by batch rows: each thread runs whole sequences (every hidden unit), no barrier at all.
-//   Chosen when the batch gives every thread at least kBatchSplitRows rows and W_hh is small
-//   enough to stream from cache.
+//   Chosen when the batch gives every thread at least kBatchSplitRows rows (twice that when
+//   W_hh does not fit in a thread's L2) and W_hh is small enough to stream from cache.
 // A cell (rnn_cell.h, gru_cell.h, lstm_cell.h) supplies its phases: which packed gate blocks
 // each phase multiplies and which pointwise kernel (isa/kernels.h) it applies.
 #pragma once
@@ -205,8 +205,16 @@ inline bool& thread_sweep_parity() {
 // Measured with 2 threads, LSTM H=256, against splitting by units: B=16/24/32/40 forward
 // 10.7/15.7/20.7/25.5 -> 10.0/14.6/19.6/24.0 ms, training B=16 -3%, B=32 -1%; GRU H=256 B=32
 // forward -5%, training -2%. At 4 rows per thread (B=8) it gains only 2-3%, at 2 (B=4) it
-// loses a third: the short tiles run below speed.
+// loses a third: the short tiles run below speed. Those measurements had W_hh (1 MB) in each
+// thread's L2 (2 MB). Where it does not fit, every thread streams all of it from L3 on every
+// step, twice the L3 traffic of the split by units, and the batch split pays only from twice
+// as many rows per thread (kBatchSplitRowsL3). AMD EPYC (Zen 3, 512 KB L2), two threads, one
+// process alternated, time of the batch split relative to the split by units (the lower
+// figures in quiet spells of the shared host, the higher in busy ones): LSTM H=256 T=150
+// forward B=16 1.01-1.19x, B=24 1.05-1.17x, B=32 0.80-0.98x; training B=16 1.16-1.18x, B=32
+// 1.01-1.04x; GRU H=256 T=100 forward B=16 1.06-1.10x.
 constexpr int64_t kBatchSplitRows = 8;
+constexpr int64_t kBatchSplitRowsL3 = 2 * kBatchSplitRows;
 
 // How one sequence's time loop is spread over threads.
 struct TeamPlan {
@@ -227,7 +235,8 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels) {
     const double weight_bytes = static_cast<double>(G) * H * H * sizeof(T);
     plan.threads = std::max(threads_for_work(step_work), threads_for_cache(call_weight_bytes<T>(G, I, H)));
     if (plan.threads <= 1) return plan;
-    plan.batch_split = B >= kBatchSplitRows * plan.threads && weight_bytes <= 2.0 * 1024 * 1024;
+    const int64_t min_rows = weight_bytes <= l2_cache_bytes() ? kBatchSplitRows : kBatchSplitRowsL3;
+    plan.batch_split = B >= min_rows * plan.threads && weight_bytes <= 2.0 * 1024 * 1024;
     if (!plan.batch_split) plan.threads = static_cast<int>(std::min<int64_t>(plan.threads, panels));
     return plan;
 }

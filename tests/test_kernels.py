@@ -104,10 +104,12 @@ def test_small_batch_products_with_weights_read_in_place(isa, M):
     """A batch of a few tens of rows (half a panel's width and more) multiplies weights read in
     place as C^T = W^T A^T, the transposed A packed: both forms of it (a row-major B, the
     backward's dX = dG W_ih; B^T, the forward's x W_ih^T in a one-step call) against float64
-    products, with a depth of several blocks (K = 600) and ragged column chunks (N = 203)."""
+    products, with a depth of several blocks (K = 600) and ragged column chunks (N = 203); and
+    a row-major B whose rows of 2 KB or more are copied in blocks of rows before the tiles read
+    them (N = 1100: several copied widths, the last ragged; K = 150: several blocks of rows)."""
     rng = np.random.default_rng(M)
-    K, N = 600, 203
-    for dtype, rtol in [(np.float64, 1e-12), (np.float32, 1e-5)]:
+    for (K, N), dtype, rtol in [((600, 203), np.float64, 1e-12), ((600, 203), np.float32, 1e-5),
+                                ((150, 1100), np.float64, 1e-12), ((150, 1100), np.float32, 1e-5)]:
         a = rng.standard_normal((M, K)).astype(dtype)
         b = rng.standard_normal((K, N)).astype(dtype)
         want = a.astype(np.float64) @ b.astype(np.float64)

@@ -18,7 +18,8 @@ struct Row {
     // forward
     T* xw = nullptr;             // input projection; training: overwritten by activations
     const T* bias = nullptr;     // folded bias added to xw (gate-strided like xw), or null
-    T* gates = nullptr;          // recurrent pre-activations (reset-before GRU: r, z stored back)
+    T* gates = nullptr;          // recurrent pre-activations (reset-before GRU: r, z stored
+                                 // back; LSTM inference: o, between its two sweeps)
     const T* b_hn = nullptr;     // reset-after GRU: b_hn slice
     const T* h_prev = nullptr;   // unmasked h_{t-1}
     const T* h_rec = nullptr;    // m (.) h_{t-1}

@@ -465,8 +465,9 @@ struct GemmKernels {
     // scratch: small_m_scratch(M, K) elements.
     static constexpr int64_t kSmallMChunk = 8 * MR;   // rows of C^T per transposed write-back
     static constexpr int64_t kSmallMDepth = 256;      // depth of a block of k
+    static constexpr int64_t kSmallMCopyRowBytes = 2048;  // B rows this long or longer are copied
     static constexpr int64_t kSmallMWide =            // columns of a copied B per pass
-        max64(1, 2048 / int64_t(sizeof(T)) / kSmallMChunk) * kSmallMChunk;
+        max64(1, kSmallMCopyRowBytes / int64_t(sizeof(T)) / kSmallMChunk) * kSmallMChunk;
     static constexpr int64_t kSmallMCopyStride = kSmallMWide + NR;
     static constexpr int64_t kSmallMCopyDepth =       // rows of a copied B per block (~128 KB)
         max64(8, (int64_t(128) << 10) / int64_t(sizeof(T)) / kSmallMCopyStride);
@@ -482,7 +483,7 @@ struct GemmKernels {
         for (int64_t q = 0; q < panels; ++q)  // A^T's panels: A's rows, transposed by blocks
             transpose_rows<2>(A + q * NR * lda, lda, min64(NR, M - q * NR), K, at + q * K * NR, NR,
                               NR, nullptr);
-        if (b_n == 1 && b_k * int64_t(sizeof(T)) >= 2048) {  // walk copies of blocks of B's rows
+        if (b_n == 1 && b_k * int64_t(sizeof(T)) >= kSmallMCopyRowBytes) {  // walk copies of B's rows
             T* const rows = ct + kSmallMWide * mp;
             for (int64_t n0 = 0; n0 < N; n0 += kSmallMWide) {
                 const int64_t nc = min64(kSmallMWide, N - n0);

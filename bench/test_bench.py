@@ -50,7 +50,7 @@ def test_bench(benchmark, bench_env, case, impl):
     if st["single"]:
         rounds, number = 1, 1
     else:
-        rounds, number = harness.plan_rounds(st["warm_s"], env.min_time, env.max_time)
+        rounds, number = harness.plan_rounds(st["plan_s"], env.min_time, env.max_time)
     # A long call skipped its warm-up (warm_long=False): one full-size call first, so the timed
     # one does not pay for first touching its buffers (as the harness times it too).
     warmup = 1 if st["outputs"] is None else 0

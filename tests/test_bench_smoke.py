@@ -475,3 +475,28 @@ def test_bandwidth_bound_of_a_single_step_streams_both_matrices_together():
     stream = bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6)
     assert bench.bandwidth_bound(stream, gemv) == pytest.approx(1e-6 * 24 * 11)
     assert bench.bandwidth_bound(bench.Case("infer", "lstm", "fwd", 1, 8, 5, 6), gemv) is None
+
+
+def test_rounds_are_planned_from_a_steady_call_not_the_first():
+    # A short call whose first run is slow (a thread pool starting, a runtime's first-run set-up)
+    # must not be planned as a slow call: its rounds would hold a handful of calls, without
+    # lead-in, and time the machine waking from every pause between turns.
+    case = bench.Case("overhead", "rnn_tanh", "fwd", 1, 1, 64, 64)
+    durations = []
+
+    class FirstCallSlow:
+        def prepare(self, case, prob, threads):
+            def make(T):
+                def fn():
+                    time.sleep(0.03 if not durations else 0.001)
+                    durations.append(T)
+                    return T
+                return fn
+            return bench.Runner(make, lambda res: {"steps": np.array([res])})
+
+    st = bench.prepare_and_warm(FirstCallSlow(), case, None, threads=1, budget=10.0, max_time=2.0)
+    assert st["status"] == "ok" and not st["single"]
+    assert len(durations) >= 4                       # the warm-up call, then >= 3 more
+    assert st["warm_s"] >= 0.03 and 0.001 <= st["plan_s"] < 0.02
+    number = bench.plan_rounds(st["plan_s"], 0.5, 2.0, 3, bench.INTERLEAVED_ROUND_TIME)[1]
+    assert number >= 3

@@ -48,7 +48,9 @@ Cases (``cases()``):
 
 Measurement (``measure``): each implementation of a case first runs a probe on a few time steps
 (to estimate one call and warm up), then, if one call fits in ``--max-time``, one warm-up call
-(whose outputs are the parity check) and rounds until ``--min-time`` has passed (at least 3
+(whose outputs are the parity check; a call shorter than a round is then repeated for about
+a round's time, untimed, since the first calls can take many times the steady time and the
+rounds are planned from the fastest) and rounds until ``--min-time`` has passed (at least 3
 rounds, at most ``--max-time``; calls shorter than ~2 ms are grouped into rounds of several
 calls); the median per call is reported. A call longer than ``--max-time`` is timed once, as
 a second full call after the warm-up call: the probe ran fewer steps, so the first full-size
@@ -501,8 +503,12 @@ def wait_until_quiet(max_wait=0.25, window=0.004, threshold=0.2):
             return
 
 
+# Seconds of calls per timed round of measure_interleaved.
+INTERLEAVED_ROUND_TIME = 0.05
+
+
 def measure_interleaved(entries, min_time=0.5, max_time=2.0, min_rounds=3, settle=0.25,
-                        round_time=0.05, followers=(), lead_in=0.0):
+                        round_time=INTERLEAVED_ROUND_TIME, followers=(), lead_in=0.0):
     """Median seconds per call of each entry, the entries taking turns round by round.
 
     ``entries``: name -> (fn, ctx, estimate), fn already warmed up, called inside ``ctx()``.
@@ -1128,7 +1134,9 @@ def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=T
     """Prepare ``impl`` for ``case``, estimate one call from a probe and warm it up.
 
     Returns a dict: status ("ok", "over budget", "n/a", "error"), note, estimate_s, and for
-    "ok": fn (the full call), warm_s (seconds of the warm-up call), single (True when one call
+    "ok": fn (the full call), warm_s (seconds of the warm-up call), plan_s (seconds of a steady
+    call to plan timed rounds by: the fastest of the warm-up call and, for a call shorter than a
+    round, about a round's time of repeated calls), single (True when one call
     takes longer than ``max_time``: it is then timed once, as single_s, the seconds of a second
     full call after the warm-up call), outputs (extracted from the warm-up call, for the parity
     check), extract (turns a result of fn into such outputs) and ctx (the context manager to
@@ -1162,7 +1170,7 @@ def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=T
                 del probe
             fn = runner.make(T)
             if not warm_long and estimate is not None and estimate >= max_time:
-                return {"status": "ok", "fn": fn, "warm_s": None, "estimate_s": estimate,
+                return {"status": "ok", "fn": fn, "warm_s": None, "plan_s": None, "estimate_s": estimate,
                         "single": True, "single_s": None, "outputs": None,
                         "extract": runner.extract, "ctx": runner.ctx}
             warm, res = _timed(fn)
@@ -1172,6 +1180,19 @@ def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=T
             outputs = {k: np.array(v, copy=True) for k, v in runner.extract(res).items()
                        if v is not None}
             del res
+            # The rounds are planned from a steady call. The first calls can take many times
+            # as long (a thread pool starting, first touch of new buffers, a runtime's first-run
+            # set-up, another pool still spinning, the second CPU waking): planned from them, a
+            # short call's rounds would hold a handful of calls and no lead-in, and time the
+            # machine waking from each pause between turns. So a call shorter than a round is
+            # repeated for about a round's time, and the fastest call plans the rounds.
+            plan = warm
+            if warm < INTERLEAVED_ROUND_TIME:
+                spent, calls = 0.0, 0
+                while calls < 3 or spent < INTERLEAVED_ROUND_TIME:
+                    dt, res = _timed(fn)
+                    del res
+                    plan, spent, calls = min(plan, dt), spent + dt, calls + 1
             single_s = None
             if warm >= max_time:
                 # The warm-up was the first full-size call; the one timed call is the next.
@@ -1179,7 +1200,8 @@ def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=T
                 del res
     except Exception as exc:  # noqa: BLE001
         return {"status": "error", "note": f"{type(exc).__name__}: {exc}"}
-    return {"status": "ok", "fn": fn, "warm_s": warm, "estimate_s": estimate or warm,
+    return {"status": "ok", "fn": fn, "warm_s": warm, "plan_s": plan,
+            "estimate_s": estimate or plan,
             "single": single_s is not None, "single_s": single_s, "outputs": outputs,
             "extract": runner.extract, "ctx": runner.ctx}
 
@@ -1309,7 +1331,7 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
             if st["status"] == "ok":
                 outputs[name] = st["outputs"]
             ready[name] = st
-    turns = {name: (st["fn"], st["ctx"], st["warm_s"]) for name, st in ready.items()
+    turns = {name: (st["fn"], st["ctx"], st["plan_s"]) for name, st in ready.items()
              if st["status"] == "ok" and not st["single"]}
     # The SGEMM ceiling takes its turns among the implementations' rounds: on a shared
     # machine its throughput moves by a third within minutes, and a figure taken at another
@@ -1340,7 +1362,7 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
                 timing = Timing(st["single_s"], 1, 1, st["single_s"])
             else:
                 with st["ctx"]():
-                    timing = measure(st["fn"], min_time, max_time, estimate=st["warm_s"])
+                    timing = measure(st["fn"], min_time, max_time, estimate=st["plan_s"])
         record(name, st, timing)
         st = None
         gc.collect()

@@ -1170,8 +1170,8 @@ def prepare_and_warm(impl, case, prob, *, threads, budget, max_time, warm_long=T
                 del probe
             fn = runner.make(T)
             if not warm_long and estimate is not None and estimate >= max_time:
-                return {"status": "ok", "fn": fn, "warm_s": None, "plan_s": None, "estimate_s": estimate,
-                        "single": True, "single_s": None, "outputs": None,
+                return {"status": "ok", "fn": fn, "warm_s": None, "plan_s": None,
+                        "estimate_s": estimate, "single": True, "single_s": None, "outputs": None,
                         "extract": runner.extract, "ctx": runner.ctx}
             warm, res = _timed(fn)
             if estimate is None and warm > budget:

@@ -32,6 +32,19 @@ if _HERE not in sys.path:
 REQUIRE_PEERS_ENV = "GATEDRNN_REQUIRE_PEERS"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _team_always_used():
+    """Every call sizes its thread team as if the team were awake (GATEDRNN_COLD_START=team):
+    a small call after a pause would otherwise run on the calling thread alone once a costly
+    wake-up has been measured, and the tests written for two threads would not exercise them.
+    test_threads.py turns the adaptive policy back on where it tests it."""
+    from gatedrnn import _core
+    saved = _core._cold_start_adaptive()
+    _core._set_cold_start_adaptive(False)
+    yield
+    _core._set_cold_start_adaptive(saved)
+
+
 def peers_required() -> bool:
     """True when a missing peer must fail the test (CI), False when it may skip (a laptop)."""
     return os.environ.get(REQUIRE_PEERS_ENV, "").strip().lower() in ("1", "true", "yes", "on")

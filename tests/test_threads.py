@@ -303,3 +303,104 @@ def test_import_order_with_torch(torch, order):
     assert proc.returncode == 0, (
         f"{order}: rc={proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     assert "IMPORT-ORDER-OK" in proc.stdout
+
+
+# ---- cold starts (gatedrnn/threads.h, CallThreads) ----------------------------------------------
+# An idle OpenMP team sleeps; on a VM whose host gives an idle vCPU's core away, waking it was
+# measured at ~8 ms, 100x a one-step call. While the team is cold, a call that one thread
+# finishes sooner than that runs alone, until a burst of calls has lasted as long as a wake-up.
+# The policy's inputs are the measured wake-up cost (here pretended through a test hook) and
+# clocks, so these tests set the cost and pause longer than the 10 ms after which the team
+# counts as cold and a burst as over.
+
+COLD_PAUSE = 0.03
+
+
+def _one_step_gru():
+    """A one-step GRU call that a team of two shares when it is awake: B=1, H=512, its 6 MB of
+    weights need two cores' L2 caches."""
+    rng = np.random.default_rng(5)
+    H = 512
+    w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+         for s in ((3 * H, H), (3 * H, H), (3 * H,), (3 * H,))]
+    x = rng.standard_normal((1, 1, H)).astype(np.float32)
+    return lambda: F.gru(x, *w)
+
+
+@pytest.fixture
+def adaptive_cold_start():
+    from gatedrnn import _core
+    if not gatedrnn.info()["openmp"]:
+        pytest.skip("built without OpenMP: no call starts a team")
+    saved = (_core._cold_start_adaptive(), gatedrnn.info()["team_wake_seconds"],
+             gatedrnn.get_num_threads())
+    _core._set_cold_start_adaptive(True)
+    gatedrnn.set_num_threads(2)
+    yield _core
+    _core._set_cold_start_adaptive(saved[0])
+    _core._set_team_wake_seconds(saved[1])
+    gatedrnn.set_num_threads(saved[2])
+
+
+def _team_used(core, call):
+    before = core._team_runs()
+    out = call()
+    return out, core._team_runs() > before
+
+
+def test_a_cold_start_is_measured(adaptive_cold_start):
+    core = adaptive_cold_start
+    call = _one_step_gru()
+    core._set_team_wake_seconds(0.0)   # nothing measured yet: the team is used
+    time.sleep(COLD_PAUSE)
+    _, used = _team_used(core, call)
+    assert used
+    assert gatedrnn.info()["team_wake_seconds"] > 0.0
+
+
+def test_a_small_call_after_a_pause_runs_alone_with_the_same_results(adaptive_cold_start):
+    core = adaptive_cold_start
+    call = _one_step_gru()
+    core._set_team_wake_seconds(1e-6)  # waking is cheap: the call's ~0.2 ms is worth a team
+    time.sleep(COLD_PAUSE)
+    team, used = _team_used(core, call)
+    assert used
+    core._set_team_wake_seconds(1.0)   # waking would cost a second
+    time.sleep(COLD_PAUSE)
+    alone, used = _team_used(core, call)
+    assert not used
+    np.testing.assert_array_equal(alone.y, team.y)
+    np.testing.assert_array_equal(alone.h_n, team.h_n)
+    # The team, once awake, is used again: a warm team costs nothing to start.
+    core._set_team_wake_seconds(1e-6)
+    call()
+    core._set_team_wake_seconds(1.0)
+    _, used = _team_used(core, call)
+    assert used
+
+
+def test_a_burst_wakes_the_team_once_it_has_lasted_a_wake_up(adaptive_cold_start):
+    core = adaptive_cold_start
+    call = _one_step_gru()
+    wake = 0.005
+    core._set_team_wake_seconds(wake)
+    time.sleep(COLD_PAUSE)
+    start = time.perf_counter()
+    _, used = _team_used(core, call)
+    assert not used
+    while not used and time.perf_counter() - start < 2.0:
+        _, used = _team_used(core, call)
+    assert used, "a burst of 2 s never woke the team"
+    assert time.perf_counter() - start >= wake
+
+
+def test_cold_start_environment_variable():
+    code = "import gatedrnn._core as c; print(c._cold_start_adaptive())"
+    for value, want in (("team", "False"), ("adaptive", "True"), ("", "True")):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, GATEDRNN_COLD_START=value))
+        assert proc.returncode == 0 and proc.stdout.strip() == want, (value, proc.stderr[-2000:])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, GATEDRNN_COLD_START="sometimes"))
+    assert proc.returncode != 0
+    assert "GATEDRNN_COLD_START: expected 'adaptive' or 'team', got 'sometimes'" in proc.stderr

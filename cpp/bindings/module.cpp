@@ -245,6 +245,12 @@ double direction_work(CellType cell, const Sequence& seq) {
     return static_cast<double>(seq.T) * seq.B * gate_count(cell) * seq.H * (seq.I + seq.H);
 }
 
+// Bytes of one direction's weights, W_ih and W_hh.
+template <typename T>
+double direction_weight_bytes(CellType cell, const Sequence& seq) {
+    return static_cast<double>(gate_count(cell)) * seq.H * (seq.I + seq.H) * sizeof(T);
+}
+
 // The sequence options of direction d of a layer with D directions.
 Sequence direction_sequence(const Sequence& seq, int D, int d) {
     Sequence s = seq;
@@ -276,6 +282,8 @@ py::tuple forward_typed(const LayerWeights& lw, const Sequence& seq_in, const py
         const T* x_p = static_cast<const T*>(x.data());
         const T *h0_p = ptr<T>(h0), *c0_p = ptr<T>(c0), *m_p = ptr<T>(mask);
         py::gil_scoped_release release;
+        const CallThreads threads(single_thread_seconds(D * direction_work(cell, seq),
+                                                        D * direction_weight_bytes<T>(cell, seq)));
         // the directions write disjoint columns of y and their own states and workspace
         detail::for_each_direction(D, direction_work(cell, seq), [&](int d, bool) {
             compute_forward<T>(cell, y_p + d * H, h_p + d * state, c_p ? c_p + d * state : nullptr,
@@ -403,6 +411,8 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
         const T *dy_p = ptr<T>(dy), *dh_n_p = ptr<T>(dh_n), *dc_n_p = ptr<T>(dc_n),
                 *m_p = ptr<T>(ctx.mask);
         py::gil_scoped_release release;
+        const CallThreads threads(single_thread_seconds(2 * D * direction_work(lw.cell, seq),
+                                                        D * direction_weight_bytes<T>(lw.cell, seq)));
         // Both directions add into dx: one after the other, the second accumulates; at the same
         // time, the second writes its own buffer, added in afterwards.
         detail::Buffer<T> dx_second;
@@ -553,6 +563,9 @@ py::dict info() {
     d["simd_available"] = isa::available();
     d["memory_cache_limit"] = memory_cache_limit();
     d["memory_cached"] = memory_cached();
+    // The measured cost of waking the idle thread team (CallThreads), in seconds: 0.0 until a
+    // cold start has been seen.
+    d["team_wake_seconds"] = static_cast<double>(team_wake_cost_ns()) * 1e-9;
     return d;
 }
 
@@ -631,9 +644,17 @@ PYBIND11_MODULE(_core, m) {
           py::arg("I"), py::arg("H"), py::arg("nonlinearity") = "tanh",
           py::arg("reset_after") = py::bool_(true));
     m.def("info", &info);
+    // Tests of the cold-start policy (gatedrnn/threads.h, CallThreads).
+    m.def("_team_runs", &gatedrnn::team_runs);
+    m.def("_cold_start_adaptive", &gatedrnn::cold_start_adaptive);
+    m.def("_set_cold_start_adaptive", &gatedrnn::set_cold_start_adaptive, py::arg("on"));
+    m.def("_set_team_wake_seconds", [](double s) {
+        gatedrnn::set_team_wake_cost_ns(static_cast<int64_t>(s * 1e9));
+    }, py::arg("seconds"));
 
     // Kernel paths. The ISA is chosen once here, at import: GATEDRNN_ISA forces one.
     gatedrnn::isa::select_from_environment();
+    gatedrnn::cold_start_from_environment();
     m.def("_set_isa", [](const std::string& name) { gatedrnn::isa::set_active(name); }, py::arg("name"),
           "Switch the kernel path (tests only; not thread-safe against running calls).");
     m.def("_available_isas", &gatedrnn::isa::available);

@@ -108,16 +108,30 @@ void parallel_region(int threads, Body&& body) {
     if (threads > 1) {
         std::exception_ptr error;
         std::mutex error_lock;
+        // Timings for the cold-start estimate (gatedrnn/threads.h, CallThreads).
+        const int64_t start = monotonic_ns();
+        const bool cold = team_is_cold(start);
+        std::atomic<int64_t> last_arrival{start}, last_finish{start};
+        const auto latest = [](std::atomic<int64_t>& at, int64_t t) {
+            int64_t seen = at.load(std::memory_order_relaxed);
+            while (seen < t && !at.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+            }
+        };
 #pragma omp parallel num_threads(threads)
         {
-            DenormalsAreZero daz;
-            try {
-                body(omp_get_thread_num(), omp_get_num_threads());
-            } catch (...) {
-                std::lock_guard<std::mutex> guard(error_lock);
-                if (!error) error = std::current_exception();
+            if (omp_get_thread_num() != 0) latest(last_arrival, monotonic_ns());
+            {
+                DenormalsAreZero daz;
+                try {
+                    body(omp_get_thread_num(), omp_get_num_threads());
+                } catch (...) {
+                    std::lock_guard<std::mutex> guard(error_lock);
+                    if (!error) error = std::current_exception();
+                }
             }
+            latest(last_finish, monotonic_ns());
         }
+        record_team_run(start, cold, last_arrival.load(), last_finish.load(), monotonic_ns());
         if (error) std::rethrow_exception(error);
         return;
     }

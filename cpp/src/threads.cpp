@@ -1,8 +1,14 @@
 #include "gatedrnn/threads.h"
 
-#include <cstring>
+#include "gatedrnn/common.h"
 
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -43,7 +49,85 @@ int from_environment() {
     return n > 4096 ? 4096 : static_cast<int>(n);
 }
 
+// Cold starts (see CallThreads).
+constexpr int64_t kNever = std::numeric_limits<int64_t>::min() / 4;
+// A team used within this long is still awake: libgomp's idle workers spin ~6-9 ms after a
+// region on the machine above, and a vCPU idle for 10 ms still woke in tens of microseconds.
+constexpr int64_t kTeamWarmNs = 10'000'000;
+// Calls closer together than this belong to one burst.
+constexpr int64_t kBurstGapNs = 10'000'000;
+std::atomic<int64_t> team_end{kNever};       // when a team region last ended
+std::atomic<int64_t> wake_cost{0};            // estimated cost of a cold start, 0: none seen
+std::atomic<int64_t> team_count{0};
+std::atomic<int64_t> burst_start{0};
+std::atomic<int64_t> last_call_end{kNever};
+
+std::atomic<bool> cold_start_adaptive_on{true};
+
 }  // namespace
+
+void cold_start_from_environment() {
+    const char* v = std::getenv("GATEDRNN_COLD_START");
+    if (!v || !*v) return;
+    if (std::strcmp(v, "adaptive") == 0 || std::strcmp(v, "team") == 0) {
+        set_cold_start_adaptive(std::strcmp(v, "adaptive") == 0);
+        return;
+    }
+    throw ValueError(std::string("GATEDRNN_COLD_START: expected 'adaptive' or 'team', got '") + v + "'");
+}
+bool cold_start_adaptive() { return cold_start_adaptive_on.load(std::memory_order_relaxed); }
+void set_cold_start_adaptive(bool on) { cold_start_adaptive_on.store(on, std::memory_order_relaxed); }
+
+int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+bool team_is_cold(int64_t now_ns) {
+    return now_ns - team_end.load(std::memory_order_relaxed) >= kTeamWarmNs;
+}
+
+void record_team_run(int64_t start_ns, bool cold, int64_t last_arrival_ns, int64_t last_finish_ns,
+                     int64_t end_ns) {
+    team_count.fetch_add(1, std::memory_order_relaxed);
+    team_end.store(end_ns, std::memory_order_relaxed);
+    if (!cold) return;
+    // A cold start costs the latest worker's late arrival and, when the caller finished first
+    // and fell asleep waiting at the region's end, its own wake-up after the last one finished.
+    // The estimate takes a new cost at once and lets an old one go by halves: one cheap start
+    // (a short pause, or a host that happened to have a core free) does not hide the next
+    // expensive one.
+    const int64_t cost = std::max<int64_t>(0, last_arrival_ns - start_ns) +
+                         std::max<int64_t>(0, end_ns - last_finish_ns);
+    const int64_t old = wake_cost.load(std::memory_order_relaxed);
+    wake_cost.store(std::max(cost, old / 2), std::memory_order_relaxed);
+}
+
+int64_t team_wake_cost_ns() { return wake_cost.load(std::memory_order_relaxed); }
+void set_team_wake_cost_ns(int64_t ns) { wake_cost.store(ns > 0 ? ns : 0, std::memory_order_relaxed); }
+int64_t team_runs() { return team_count.load(std::memory_order_relaxed); }
+
+double single_thread_seconds(double work, double weight_bytes) {
+    // ~40 G multiply-adds/s and ~40 GB/s of weights for one core: the order of magnitude.
+    return std::max(work, weight_bytes) / 40e9;
+}
+
+CallThreads::CallThreads(double seconds) : previous_(scoped_cap) {
+    const int64_t now = monotonic_ns();
+    if (now - last_call_end.load(std::memory_order_relaxed) > kBurstGapNs)
+        burst_start.store(now, std::memory_order_relaxed);
+    if (!cold_start_adaptive() || max_threads() <= 1) return;
+    const int64_t wake = wake_cost.load(std::memory_order_relaxed);
+    alone_ = wake > 0 && team_is_cold(now) && seconds * 1e9 < static_cast<double>(wake) &&
+             now - burst_start.load(std::memory_order_relaxed) < wake;
+    if (alone_) scoped_cap = 1;
+}
+
+CallThreads::~CallThreads() {
+    scoped_cap = previous_;
+    last_call_end.store(monotonic_ns(), std::memory_order_relaxed);
+}
 
 bool openmp_enabled() {
 #ifdef _OPENMP

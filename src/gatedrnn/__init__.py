@@ -74,7 +74,10 @@ def empty_memory_cache():
 
 
 def info():
-    """Version, compiler, OpenMP on/off, thread count and SIMD path of this build, as a dict."""
+    """Version, compiler, OpenMP on/off, thread count and SIMD path of this build, the block
+    cache's cap and contents, and ``team_wake_seconds``: the measured cost of waking the idle
+    threads, which decides when a small call runs on the calling thread alone (README, "Cold
+    starts"), as a dict."""
     d = {"version": __version__}
     core = _core.info()
     d.update(core)

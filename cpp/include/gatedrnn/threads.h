@@ -29,6 +29,52 @@ private:
     int previous_;
 };
 
+// Cold starts. An OpenMP team idle for more than a few milliseconds has gone to sleep; waking it
+// costs microseconds on a dedicated machine, but on a virtual machine whose host hands an idle
+// vCPU's core to another guest it can cost milliseconds (measured on a 2-vCPU KVM guest: an
+// empty parallel region 1 us back to back, 28 us after 10 ms idle, 4.6 ms after 50 ms, 7.8 ms
+// after 100 ms or more; a one-step GRU call, B=1, H=512: 70 us warm, 7.8 ms after a pause, where
+// one thread takes 0.6 ms). So a call that one thread finishes sooner than the team would wake
+// runs on the calling thread alone, while the team is cold and until a burst of calls (calls
+// less than 10 ms apart) has lasted as long as a wake-up: from then on waking the team pays. The
+// wake-up cost is measured at every cold start of the team (parallel_region), so where it is
+// cheap nothing changes. Results never depend on the thread count.
+// GATEDRNN_COLD_START=team (read at import; "adaptive" is the default, anything else a
+// ValueError) or set_cold_start_adaptive(false) turns this off: every call then sizes its team
+// as if the team were awake.
+void cold_start_from_environment();
+bool cold_start_adaptive();
+void set_cold_start_adaptive(bool on);
+class CallThreads {
+public:
+    // seconds: what the call would take on one thread (single_thread_seconds)
+    explicit CallThreads(double seconds);
+    ~CallThreads();
+    CallThreads(const CallThreads&) = delete;
+    CallThreads& operator=(const CallThreads&) = delete;
+    bool alone() const { return alone_; }
+
+private:
+    bool alone_ = false;
+    int previous_;
+};
+
+// A rough single-thread time for a call of `work` multiply-adds that reads `weight_bytes` of
+// weights (from cache or memory): only compared with a wake-up cost, which is milliseconds
+// where it matters.
+double single_thread_seconds(double work, double weight_bytes);
+
+// The bookkeeping behind CallThreads, kept by parallel_region: a monotonic clock, whether the
+// team has been idle long enough to have gone to sleep, and a team run's timings (the latest
+// worker's arrival after the start, and the caller's return after the last thread finished).
+int64_t monotonic_ns();
+bool team_is_cold(int64_t now_ns);
+void record_team_run(int64_t start_ns, bool cold, int64_t last_arrival_ns, int64_t last_finish_ns,
+                     int64_t end_ns);
+int64_t team_wake_cost_ns();         // the current estimate (0: no cold start seen yet)
+void set_team_wake_cost_ns(int64_t ns);   // tests: pretend a measured cost
+int64_t team_runs();                 // parallel regions run with a team so far (tests)
+
 // Threads worth using for `work` multiply-adds of parallel work: small problems run on one
 // thread, so they do not pay for waking a team.
 int threads_for_work(double work);

@@ -500,3 +500,29 @@ def test_rounds_are_planned_from_a_steady_call_not_the_first():
     assert st["warm_s"] >= 0.03 and 0.001 <= st["plan_s"] < 0.02
     number = bench.plan_rounds(st["plan_s"], 0.5, 2.0, 3, bench.INTERLEAVED_ROUND_TIME)[1]
     assert number >= 3
+
+
+def test_cold_start_script(torch, onnxruntime, capsys):
+    """bench/cold_start.py times every implementation's first call after each pause (gatedrnn
+    with and without its cold-start policy) and leaves the policy setting as it found it."""
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "cold_start.py")
+    if not os.path.exists(path):
+        pytest.skip("bench/ is not in this checkout")
+    spec = importlib.util.spec_from_file_location("gatedrnn_bench_cold_start_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.CASES = [bench.Case("infer", "gru_ra", "fwd", 1, 1, 6, 8),
+                 bench.Case("stream", "lstm", "fwd", 1, 1, 5, 4)]
+    from gatedrnn import _core
+    before = _core._cold_start_adaptive()
+    mod.main(["--pauses", "0,0.015", "--repeats", "2"])
+    assert _core._cold_start_adaptive() == before
+    out = capsys.readouterr().out
+    for case in mod.CASES:
+        block = out.split(case.id, 1)[1].split("\n\n", 1)[0]
+        rows = {line[:32].strip(): line[32:].split() for line in block.splitlines()[2:]}
+        assert set(rows) == {"gatedrnn", "gatedrnn (COLD_START=team)", "onnxruntime", "torch"}
+        for name, values in rows.items():
+            assert len(values) == 2 and all(float(v) > 0 for v in values), (name, values)
+    with pytest.raises(SystemExit):
+        mod.main(["--pauses", "soon"])

@@ -479,6 +479,8 @@ py::object matmul_typed(const py::array& a, const py::array& b, bool trans_a, bo
     const T* bp = static_cast<const T*>(b.data());
     {
         py::gil_scoped_release release;
+        const CallThreads threads(single_thread_seconds(
+            static_cast<double>(M) * N * K, static_cast<double>(N) * K * sizeof(T)));
         detail::DenormalsAreZero daz;
         gemm<T>(trans_a ? Trans::yes : Trans::no, trans_b ? Trans::yes : Trans::no, M, N, K,
                 T(1), ap, a.shape(1), bp, b.shape(1), static_cast<T>(beta), c, N);

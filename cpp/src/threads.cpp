@@ -119,9 +119,9 @@ CallThreads::CallThreads(double seconds) : previous_(scoped_cap) {
         burst_start.store(now, std::memory_order_relaxed);
     if (!cold_start_adaptive() || max_threads() <= 1) return;
     const int64_t wake = wake_cost.load(std::memory_order_relaxed);
-    alone_ = wake > 0 && team_is_cold(now) && seconds * 1e9 < static_cast<double>(wake) &&
-             now - burst_start.load(std::memory_order_relaxed) < wake;
-    if (alone_) scoped_cap = 1;
+    const bool alone = wake > 0 && team_is_cold(now) && seconds * 1e9 < static_cast<double>(wake) &&
+                       now - burst_start.load(std::memory_order_relaxed) < wake;
+    if (alone) scoped_cap = 1;
 }
 
 CallThreads::~CallThreads() {

@@ -52,10 +52,8 @@ public:
     ~CallThreads();
     CallThreads(const CallThreads&) = delete;
     CallThreads& operator=(const CallThreads&) = delete;
-    bool alone() const { return alone_; }
 
 private:
-    bool alone_ = false;
     int previous_;
 };
 

@@ -41,7 +41,8 @@ private:
 // cheap nothing changes. Results never depend on the thread count.
 // GATEDRNN_COLD_START=team (read at import; "adaptive" is the default, anything else a
 // ValueError) or set_cold_start_adaptive(false) turns this off: every call then sizes its team
-// as if the team were awake.
+// as if the team were awake. The bindings hold a CallThreads for each call into the core
+// (forward, backward, matmul), around everything the call runs.
 void cold_start_from_environment();
 bool cold_start_adaptive();
 void set_cold_start_adaptive(bool on);

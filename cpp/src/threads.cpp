@@ -113,7 +113,7 @@ double single_thread_seconds(double work, double weight_bytes) {
     return std::max(work, weight_bytes) / 40e9;
 }
 
-CallThreads::CallThreads(double seconds) : previous_(scoped_cap) {
+CallThreads::CallThreads(double seconds) {
     const int64_t now = monotonic_ns();
     if (now - last_call_end.load(std::memory_order_relaxed) > kBurstGapNs)
         burst_start.store(now, std::memory_order_relaxed);
@@ -121,11 +121,10 @@ CallThreads::CallThreads(double seconds) : previous_(scoped_cap) {
     const int64_t wake = wake_cost.load(std::memory_order_relaxed);
     const bool alone = wake > 0 && team_is_cold(now) && seconds * 1e9 < static_cast<double>(wake) &&
                        now - burst_start.load(std::memory_order_relaxed) < wake;
-    if (alone) scoped_cap = 1;
+    if (alone) alone_.emplace(1);
 }
 
 CallThreads::~CallThreads() {
-    scoped_cap = previous_;
     last_call_end.store(monotonic_ns(), std::memory_order_relaxed);
 }
 

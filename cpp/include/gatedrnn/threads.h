@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 namespace gatedrnn {
 
@@ -55,7 +56,7 @@ public:
     CallThreads& operator=(const CallThreads&) = delete;
 
 private:
-    int previous_;
+    std::optional<ScopedThreadCap> alone_;   // engaged: capped at one thread for the call
 };
 
 // A rough single-thread time for a call of `work` multiply-adds that reads `weight_bytes` of

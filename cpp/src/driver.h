@@ -684,16 +684,29 @@ isa::Row<T> backward_row(const StepBackward<T>& a, const Slice& sl, int64_t j) {
 // then reads it for all of the thread's panels without an index register per row.
 constexpr int64_t kPackRows = 8;
 
+// A step's recurrent GEMM has each row tile fetch a slice of the next panel into L2 while it
+// runs (gemm_packed_a's fetch_next) only when the GEMM's panels (every thread's) exceed this
+// many bytes. Below it they come from L3, where the hardware prefetchers keep up and the
+// software fetches cost more than they save; above it part of them comes from memory, and
+// the fetches pay. AMD EPYC (Zen 3, 512 KB L2, ~16 MB of L3 in use), forward, alternated
+// rounds, time without the fetches relative to with them: LSTM H=256 (1 MB) two threads B=16
+// 0.92-0.97, B=32 0.85-0.92, B=64 0.95-1.01, one thread B=16 0.81-0.94; LSTM H=512 (4 MB) two
+// threads B=16/32/64/128 0.92/0.98/0.985/0.995, one thread B=16 0.90; GRU H=768 (7 MB)
+// B=32/64 1.02/0.88; LSTM H=768 (9.4 MB) B=32/64 1.10/1.02; GRU H=1024 (12.6 MB) B=32
+// 1.06; LSTM H=1024 (16.8 MB) B=16/32/64 1.05-1.10/1.07/1.08.
+constexpr double kFetchNextBytes = 4.0 * 1024 * 1024;
+
 template <typename T>
 void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_gate,
                 const PackedB<T>* packed, int g0, int g1, T* C, int64_t ldc, int64_t c_gate,
                 bool accumulate, T* a_pack) {
     const int64_t M = sl.rows(Bs);
     const bool pack = a_pack && M >= kPackRows && !packed[g0].direct && !packed[g0].strided;
-    // The thread's panels of all the gates: too many to stay in its L2 from step to step?
-    const bool fetch_next = pack && static_cast<double>((g1 - g0) * (sl.p_end - sl.p_begin) *
+    // Fetch each next panel ahead (see kFetchNextBytes) when the step's panels, all threads'
+    // together, are too many to stay in L3 next to everything else.
+    const bool fetch_next = pack && static_cast<double>((g1 - g0) * packed[g0].panels *
                                                         packed[g0].K * packed[g0].kernels->nr *
-                                                        int64_t(sizeof(T))) > l2_resident_bytes();
+                                                        int64_t(sizeof(T))) > kFetchNextBytes;
     const bool reverse = sl.reverse && c_gate != 0;
     Slice gsl = sl;  // the panels' order within each gate follows the gates'
     gsl.reverse = reverse;

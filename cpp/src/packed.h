@@ -75,10 +75,6 @@ void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_
                    int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next = false,
                    const T* after = nullptr, bool reverse = false);
 
-// Bytes of packed panels a thread can multiply again and again and still find in its L2 (about
-// half of it): above it, the recurrent step fetches its next panels ahead.
-inline double l2_resident_bytes() { return 0.5 * l2_cache_bytes(); }
-
 // The same over all panels, spread over threads by panels.
 template <typename T>
 void gemm_packed_parallel(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,

@@ -80,8 +80,8 @@ int64_t team_runs();                 // parallel regions run with a team so far 
 int threads_for_work(double work);
 
 // Bytes of one core's L2 cache as the system reports it (1 MB where it does not): the size the
-// cache-aware choices are made against (threads for a call, which weights are fetched ahead, when
-// weight sweeps zig-zag).
+// cache-aware choices are made against (threads for a call, when weight sweeps zig-zag, when
+// the batch splits).
 double l2_cache_bytes();
 
 // Threads needed so that each one's share of `bytes` of weights fits in half of its L2 cache:

@@ -162,6 +162,125 @@ def test_two_thread_unit_split_backward_matches_the_reference(variant, dtype):
         assert_close(got[name], w, dtype=dtype, K=K.get(name, H), name=name)
 
 
+# (T, B, I, H, lengths, mask, dtype), each with work enough for 3 threads even for the RNN
+# (B * H * H >= 3 * 262144): batches that split by rows between threads (37 = 19 + 18 rows, 19
+# in tiles of 6 + 6 + 4 + 3), splits by hidden units whose row tiles end in 3 rows (B = 7 = 4 + 3,
+# 13 = 6 + 4 + 3), batches of 2 and 3 rows (several partial sums per element), ragged lengths
+# (the running batch shrinks step by step), a one-step call that reads the weights in place.
+THREAD_COUNT_CASES = [
+    (6, 37, 23, 160, "mixed", True, np.float32),
+    (5, 19, 16, 208, None, False, np.float64),
+    (9, 48, 8, 128, "mixed", False, np.float32),
+    (1, 17, 64, 224, None, False, np.float32),
+    (4, 7, 9, 352, "mixed", True, np.float32),
+    (3, 13, 20, 256, None, False, np.float64),
+    (3, 3, 8, 512, "mixed", False, np.float32),
+    (2, 2, 300, 640, None, False, np.float32),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_results_do_not_depend_on_the_thread_count(variant):
+    """Forward and backward with 1, 2 and 3 threads give the same bits: however the rows and
+    units are shared out, each output is the same sum in the same order (README, Threads).
+    Without it the cold-start policy, which runs a small call alone when the team sleeps,
+    would make a call's results depend on timing."""
+    saved = gatedrnn.get_num_threads()
+    try:
+        for i, (T, B, I, H, lengths, mask, dtype) in enumerate(THREAD_COUNT_CASES):
+            rng = np.random.default_rng(300 + i)
+            kw = make_inputs(rng, variant, T, B, I, H, dtype, lengths=lengths, mask=mask)
+            gatedrnn.set_num_threads(1)
+            given = make_output_grads(rng, variant, forward(F, variant, kw, training=True))
+            runs = []
+            for n in (1, 2, 3):
+                gatedrnn.set_num_threads(n)
+                runs.append(_run((variant, kw, i % 2 == 1, given, None)))
+            for n, got in zip((2, 3), runs[1:]):
+                for name, want in runs[0].items():
+                    if want is not None:
+                        np.testing.assert_array_equal(
+                            got[name], want, f"case {i} (T, B, I, H = {T}, {B}, {I}, {H}): "
+                            f"{name} with {n} threads differs from 1 thread")
+    finally:
+        gatedrnn.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("cell,opts", [("lstm", {}), ("gru", {"reset_after": False})])
+def test_handles_and_bidirectional_calls_do_not_depend_on_the_thread_count(cell, opts):
+    """The same for a packed handle's one-step (streaming) and multi-step calls and for a
+    bidirectional call with its backward."""
+    G = 4 if cell == "lstm" else 3
+    rng = np.random.default_rng(11)
+    fn, fn_backward = getattr(F, cell), getattr(F, cell + "_backward")
+    saved = gatedrnn.get_num_threads()
+    try:
+        for T, B, H in ((1, 1, 256), (1, 24, 128), (7, 37, 160), (3, 5, 512)):
+            w = [(rng.standard_normal(s) * 0.1).astype(np.float32)
+                 for s in ((G * H, H), (G * H, H), (G * H,), (G * H,))]
+            x = rng.standard_normal((T, B, H)).astype(np.float32)
+            handle = F.pack_weights(cell, *w, **opts)
+            runs = []
+            for n in (1, 2, 3):
+                gatedrnn.set_num_threads(n)
+                out = fn(x, handle, **opts)
+                runs.append([out.y, out.h_n])
+            for n, got in zip((2, 3), runs[1:]):
+                for a, b in zip(got, runs[0]):
+                    np.testing.assert_array_equal(a, b, f"handle T={T} B={B} H={H}, {n} threads")
+        T, B, H = 5, 33, 160
+        w = [(rng.standard_normal((2,) + s) * 0.2).astype(np.float32)
+             for s in ((G * H, H), (G * H, H), (G * H,), (G * H,))]
+        x = rng.standard_normal((T, B, H)).astype(np.float32)
+        dy = rng.standard_normal((T, B, 2 * H)).astype(np.float32)
+        lengths = rng.integers(0, T + 1, B)
+        runs = []
+        for n in (1, 2, 3):
+            gatedrnn.set_num_threads(n)
+            out = fn(x, *w, lengths=lengths, bidirectional=True, training=True, **opts)
+            grads = fn_backward(out.ctx, dy=dy)
+            runs.append([out.y, out.h_n] + [g for g in grads if g is not None])
+        for n, got in zip((2, 3), runs[1:]):
+            for j, (a, b) in enumerate(zip(got, runs[0])):
+                np.testing.assert_array_equal(a, b, f"bidirectional output {j}, {n} threads")
+    finally:
+        gatedrnn.set_num_threads(saved)
+
+
+def test_training_a_model_does_not_depend_on_the_thread_count():
+    """The same seed gives the same losses and weights, bit for bit, on 1 and 2 threads
+    (README, Determinism): masked Bidirectional LSTM and GRU layers with dropout, batches that
+    split by rows and by units."""
+    import gatedrnn as gr
+
+    def train(threads):
+        gatedrnn.set_num_threads(threads)
+        gr.config.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(1, 50, size=(192, 12))
+        tokens[:, :4] = 0
+        labels = tokens[:, -1] % 3
+        model = gr.Sequential([
+            gr.layers.Embedding(50, 32, mask_zero=True),
+            gr.layers.Bidirectional(gr.layers.LSTM(128, return_sequences=True)),
+            gr.layers.GRU(160, dropout=0.1, recurrent_dropout=0.1),
+            gr.layers.Dense(3)])
+        model.compile(optimizer=gr.optim.Adam(1e-2, clipnorm=1.0),
+                      loss=gr.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(tokens, labels, batch_size=48, epochs=2, verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    saved = gatedrnn.get_num_threads()
+    try:
+        loss_1, weights_1 = train(1)
+        loss_2, weights_2 = train(2)
+    finally:
+        gatedrnn.set_num_threads(saved)
+    assert loss_1 == loss_2
+    for i, (a, b) in enumerate(zip(weights_1, weights_2)):
+        np.testing.assert_array_equal(a, b, f"weight {i}")
+
+
 def test_gil_is_released_while_computing():
     """While one thread is inside the core, another Python thread keeps running.
 

@@ -125,14 +125,16 @@ struct HiddenGrads {
 };
 
 // C rows of the slice (+)= A rows . packed gate block g, for the slice's panels. A and C are
-// row-major with the given row strides; row j of the slice is row first + i * step.
+// row-major with the given row strides; row j of the slice is row first + i * step. The
+// step's Bs rows, not the slice's, choose the GEMM's path and partial sums (gemm_packed's
+// whole_rows): a row's results do not depend on how the rows are split between threads.
 template <typename T>
 void slice_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, const PackedB<T>& Bg,
                 T beta, T* C, int64_t ldc) {
     const int64_t M = sl.rows(Bs);
     if (M == 0) return;
     gemm_packed(M, A + sl.row_first * lda, lda * sl.row_step, Bg, sl.p_begin, sl.p_end, beta,
-                C + sl.row_first * ldc, ldc * sl.row_step, sl.reverse);
+                C + sl.row_first * ldc, ldc * sl.row_step, sl.reverse, Bs);
 }
 
 // sums[own units of each of the G blocks of H columns] += those columns of rows first,
@@ -445,14 +447,15 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             const int64_t M = (s1 - s0) * (B / team);
             gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),
                               xw + sl.row_first * GH, GH * team, 1,
-                              projection_scratch.get() + tid * projection_scratch_size);
+                              projection_scratch.get() + tid * projection_scratch_size, {},
+                              block_rows);
         } else if (own_rows_projection) {  // OpenMP started a team that does not divide B
             for (int64_t s = s0; s < s1; ++s) {
                 const int64_t r = sched.offset[s] - sched.offset[s0] + sl.row_first;
                 const int64_t M = sl.rows(sched.active[s]);
                 if (M > 0)
                     gemm_packed<T>(M, x_rows + r * I, I * sl.row_step, ih, 0, ih.panels, T(0),
-                                   xw + r * GH, GH * sl.row_step);
+                                   xw + r * GH, GH * sl.row_step, false, block_rows);
             }
         }
         for (int64_t s = s0; s < s1; ++s) {
@@ -548,7 +551,12 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     // The bias gradients, column sums of dG (and of dg_extra) over all rows, are added up
     // step by step while each thread's rows and columns of them are still in its cache: one
-    // partial sum per thread, added together after the loop.
+    // partial sum per thread, added together after the loop. Split by units, a thread owns
+    // whole columns and adds every row of them in order, as one thread alone would. Split by
+    // batch rows, partial sums over each thread's rows would round differently from that, so
+    // after the loop each thread adds up the columns of the units it would own split by units,
+    // over all rows in that same order: the results do not depend on the split or the thread
+    // count (one more pass over dG, which the weight gradients read next anyway).
     const int64_t sum_cols = GH + (cell.uses_dg_extra() ? H : 0);
     Buffer<T> db_parts(checked_mul(plan.threads, sum_cols));
     std::fill(db_parts.get(), db_parts.get() + plan.threads * sum_cols, T(0));
@@ -588,8 +596,19 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
                 if (phase > 0 && !plan.batch_split) barrier();
                 cell.backward_phase(phase, a, sl);
             }
+            if (plan.batch_split) continue;
             add_slice_rows(db_part, a.dg, GH, sl, Bs, G, H);
             if (a.dg_extra) add_slice_rows(db_part + GH, a.dg_extra, H, sl, Bs, 1, H);
+        }
+        if (!plan.batch_split) return;
+        barrier();
+        const TeamPlan by_units{team, false};
+        const Slice own = slice_for(by_units, tid, team, packed[0].panels, k.nr, H);
+        for (int64_t s = sched.steps - 1; s >= 0; --s) {
+            const int64_t Bs = sched.active[s], p0 = sched.offset[s];
+            add_slice_rows(db_part, dg.get() + p0 * GH, GH, own, Bs, G, H);
+            if (cell.uses_dg_extra())
+                add_slice_rows(db_part + GH, dg_extra.get() + p0 * H, H, own, Bs, 1, H);
         }
     });
     scatter_state(dh0, dh.get(), sched.order, H);
@@ -726,7 +745,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                                                     : packed[g + 1].panel(sl.p_begin);
         gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
                       C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after,
-                      reverse);
+                      reverse, Bs);
     }
 }
 

@@ -133,9 +133,13 @@ void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t
 
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
-                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse) {
+                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse, int64_t whole_rows) {
     const isa::Kernels<T>& k = *B.kernels;
-    if ((B.strided || B.direct) && B.K > 0 && small_m(k, M)) {
+    // The whole product's rows choose the path and the partial sums, whatever share of them
+    // this call has: each row then gets the same results however the rows are shared out.
+    const int64_t whole = std::max(whole_rows, M);
+    const int chains = isa::chains_for(whole);
+    if ((B.strided || B.direct) && B.K > 0 && small_m(k, whole)) {
         const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
         if (j1 <= j0) return;
         if (T* scratch = small_m_scratch<T>(k.small_m_scratch(M, B.K))) {
@@ -156,10 +160,10 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
                 const int64_t rows = std::min<int64_t>(k.mr, M - i);
                 if (p < full)
                     k.kernel_strided_b(B.K, A + i * lda, lda, 1, rows, B.strided + j0, B.ld_strided,
-                                       C + i * ldc + j0, ldc, T(1), beta, true);
+                                       C + i * ldc + j0, ldc, T(1), beta, true, chains);
                 else
                     k.kernel(B.K, A + i * lda, lda, 1, rows, B.data.get(), C + i * ldc + j0, ldc,
-                             cols, T(1), beta, true, nullptr, 0);
+                             cols, T(1), beta, true, nullptr, 0, chains);
             }
         }
         return;
@@ -184,7 +188,7 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
         for (int64_t i = 0, h; i < M; i += h) {
             h = isa::row_tile(M, i, k.mr);
             k.kernel(B.K, A + i * lda, lda, 1, h, B.panel(p), C + i * ldc + j0, ldc, cols, T(1),
-                     beta, true, nullptr, 0);
+                     beta, true, nullptr, 0, chains);
         }
     }
 }
@@ -192,8 +196,9 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
                    int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next, const T* after,
-                   bool reverse) {
+                   bool reverse, int64_t whole_rows) {
     const isa::Kernels<T>& k = *B.kernels;
+    const int chains = isa::chains_for(std::max(whole_rows, M));
     // Panels from L3 or memory (recurrent weights too large for L2): while a panel's row tiles
     // run, each fetches its slice of the next panel into L2 (the last panel, `after`'s). A
     // tile's loop then finds its panel in L2 from the first k step.
@@ -212,7 +217,7 @@ void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_
             const int64_t slice = std::min(next_lines - line, lines_per_tile);
             k.kernel(B.K, a_packed + i * B.K, 1, h, h, B.panel(p),
                      C + i * ldc + j0, ldc, cols, T(1), beta, true,
-                     reinterpret_cast<const char*>(next) + line * 64, slice);
+                     reinterpret_cast<const char*>(next) + line * 64, slice, chains);
             line += slice;
         }
     }
@@ -235,13 +240,15 @@ template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, 
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
-                                 int64_t, float, float*, int64_t, bool);
+                                 int64_t, float, float*, int64_t, bool, int64_t);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
-                                  int64_t, double, double*, int64_t, bool);
+                                  int64_t, double, double*, int64_t, bool, int64_t);
 template void gemm_packed_a<float>(int64_t, const float*, const PackedB<float>&, int64_t, int64_t,
-                                   float, float*, int64_t, bool, const float*, bool);
+                                   float, float*, int64_t, bool, const float*, bool,
+                                   int64_t);
 template void gemm_packed_a<double>(int64_t, const double*, const PackedB<double>&, int64_t, int64_t,
-                                    double, double*, int64_t, bool, const double*, bool);
+                                    double, double*, int64_t, bool, const double*, bool,
+                                    int64_t);
 template void gemm_packed_parallel<float>(int64_t, const float*, int64_t, const PackedB<float>&,
                                           float, float*, int64_t, int);
 template void gemm_packed_parallel<double>(int64_t, const double*, int64_t, const PackedB<double>&,
@@ -260,7 +267,7 @@ int64_t gemm_serial_scratch_elements(const PackedB<T>& B) {
 template <typename T>
 void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<T>& packed,
                     T alpha, T beta, T* C, int64_t ldc, int min_threads, T* serial_scratch,
-                    PanelRuns runs) {
+                    PanelRuns runs, int64_t whole_rows) {
     const int64_t N = packed.N, K = packed.K;
     const isa::Kernels<T>& k = *packed.kernels;
     const int64_t nr = k.nr, mr = k.mr;
@@ -285,10 +292,11 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
             if (K <= 0 || alpha == T(0))
                 scale(M, std::min(p1 * nr, N) - p0 * nr, beta, C + p0 * nr, ldc);
             else
-                gemm_packed(M, A, lda, packed, p0, p1, beta, C, ldc);
+                gemm_packed(M, A, lda, packed, p0, p1, beta, C, ldc, false, whole_rows);
         }
         return;
     }
+    const int chains = isa::chains_for(std::max(whole_rows, M));
     const bool pack_a = M >= kPackA && P >= kPackAPanels;
     int threads = serial_scratch ? 1 : std::max(min_threads, threads_for_work(static_cast<double>(M) * N * K));
     // Row blocks split the work between threads whether or not A is packed (a narrow B has
@@ -331,7 +339,7 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
                     const T* a = pack_a ? pa + i * kc : A + (i0 + i) * a_row + k0 * a_col;
                     k.kernel(kc, a, pack_a ? 1 : a_row, pack_a ? h : a_col, h,
                              packed.panel(panel_at(p)) + k0 * nr, C + (i0 + i) * ldc + j0, ldc,
-                             std::min(nr, N - j0), alpha, beta, k0 == 0, ahead, lines);
+                             std::min(nr, N - j0), alpha, beta, k0 == 0, ahead, lines, chains);
                 };
                 if (pack_a && kc < isa::kShortDepth) {  // along C's rows (see kShortDepth)
                     for (int64_t i = 0, h; i < rows; i += h) {
@@ -371,10 +379,11 @@ void gemm_prepacked(Trans ta, int64_t M, const T* A, int64_t lda, const PackedB<
 }
 
 template void gemm_prepacked<float>(Trans, int64_t, const float*, int64_t, const PackedB<float>&,
-                                    float, float, float*, int64_t, int, float*, PanelRuns);
+                                    float, float, float*, int64_t, int, float*, PanelRuns,
+                                    int64_t);
 template void gemm_prepacked<double>(Trans, int64_t, const double*, int64_t,
                                      const PackedB<double>&, double, double, double*, int64_t, int,
-                                     double*, PanelRuns);
+                                     double*, PanelRuns, int64_t);
 template int64_t gemm_serial_scratch_elements<float>(const PackedB<float>&);
 template int64_t gemm_serial_scratch_elements<double>(const PackedB<double>&);
 

@@ -43,9 +43,13 @@ void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, 
 
 // C (M, columns of panels [p_begin, p_end)) = A (M, K) . op(B) + beta C, on the calling thread.
 // reverse: the panels in descending order (the same results: see Sweep in driver.h).
+// whole_rows: the rows of the whole product when these M are a share of them (one thread's
+// rows of a step): the path and the partial sums per element follow the whole product
+// (isa::chains_for), so each row's results do not depend on the share. 0: M.
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
-                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse = false);
+                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse = false,
+                 int64_t whole_rows = 0);
 
 // A subset of a packed B's panels: `count` runs of `length` panels, the r-th starting at panel
 // first + r * stride (the gate blocks of one thread's hidden units). length -1: all panels.
@@ -58,11 +62,12 @@ struct PanelRuns {
 // With serial_scratch (gemm_serial_scratch_elements(B) elements), it runs on the calling thread
 // only and packs A there: it allocates nothing, so it cannot throw inside a parallel region.
 // It may then multiply only some of B's panels (`runs`), into those columns of C (C still
-// points at column 0); each block of A is packed once for all of them.
+// points at column 0); each block of A is packed once for all of them. whole_rows: as for
+// gemm_packed.
 template <typename T>
 void gemm_prepacked(Trans trans_a, int64_t M, const T* A, int64_t lda, const PackedB<T>& B,
                     T alpha, T beta, T* C, int64_t ldc, int min_threads = 1,
-                    T* serial_scratch = nullptr, PanelRuns runs = {});
+                    T* serial_scratch = nullptr, PanelRuns runs = {}, int64_t whole_rows = 0);
 template <typename T>
 int64_t gemm_serial_scratch_elements(const PackedB<T>& B);
 
@@ -70,10 +75,11 @@ int64_t gemm_serial_scratch_elements(const PackedB<T>& B);
 // With fetch_next, each panel's tiles fetch the next panel into L2 while they run, and the
 // last panel's tiles `after` (a panel the caller multiplies next, or nullptr): for panels that
 // come from L3 or memory. reverse: the panels in descending order ("next" follows it).
+// whole_rows: as for gemm_packed.
 template <typename T>
 void gemm_packed_a(int64_t M, const T* a_packed, const PackedB<T>& B, int64_t p_begin,
                    int64_t p_end, T beta, T* C, int64_t ldc, bool fetch_next = false,
-                   const T* after = nullptr, bool reverse = false);
+                   const T* after = nullptr, bool reverse = false, int64_t whole_rows = 0);
 
 // The same over all panels, spread over threads by panels.
 template <typename T>

@@ -237,17 +237,18 @@ struct GemmKernels {
     // then come from fixed offsets, so no index register per row (12 of them would spill).
     // Strided: b is not a packed panel but NR full columns of a row-major B read in place, row k
     // at b + k * ldb (packed panels have ldb = NR).
-    template <int M, bool Packed, bool Strided = false, bool UnitRow = false>
+    template <int M, int U, bool Packed, bool Strided = false, bool UnitRow = false>
     static void tile(int64_t kc, const T* a, int64_t a_row, int64_t a_col, const T* b, T* C,
                      int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite, int64_t ldb = NR,
                      const char* next = nullptr, int64_t next_lines = 0) {
         if constexpr (Packed) a_row = 1, a_col = M;
         if constexpr (UnitRow) a_row = 1;
         if constexpr (!Strided) ldb = NR;
-        // Short tiles keep U independent partial sums over k, so at least 8 FMA chains are in
-        // flight: with one row and one sum per column vector, every FMA would wait for the
-        // previous one's latency (the batch-1 GEMV of streaming would run at a quarter speed).
-        constexpr int U = M >= 4 ? 1 : (M == 1 ? 4 : 2);
+        // Products of a few rows keep U independent partial sums over k (chains_for), so at
+        // least 8 FMA chains are in flight: with one row and one sum per column vector, every
+        // FMA would wait for the previous one's latency (the batch-1 GEMV of streaming would
+        // run at a quarter speed).
+        static_assert(U == 1 || U == 2 || U == 4, "1, 2 or 4 partial sums");
         typename V::R acc0[U][M], acc1[U][M];
         for (int u = 0; u < U; ++u)
             for (int i = 0; i < M; ++i) acc0[u][i] = V::zero(), acc1[u][i] = V::zero();
@@ -346,38 +347,56 @@ struct GemmKernels {
         }
     }
 
+    // `rows` (<= MR) rows with `chains` partial sums per element (chains_for the rows of the
+    // whole product, so at least `rows` of them: more than one only below 4).
     template <int M, bool Packed, bool Strided = false, bool UnitRow = false>
-    static void tile_rows(int64_t rows, int64_t kc, const T* a, int64_t a_row, int64_t a_col,
-                          const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta,
-                          bool overwrite, int64_t ldb = NR, const char* next = nullptr,
+    static void tile_rows(int64_t rows, int chains, int64_t kc, const T* a, int64_t a_row,
+                          int64_t a_col, const T* b, T* C, int64_t ldc, int64_t cols, T alpha,
+                          T beta, bool overwrite, int64_t ldb = NR, const char* next = nullptr,
                           int64_t next_lines = 0) {
         if constexpr (M > 1) {
             if (rows < M) {
-                tile_rows<M - 1, Packed, Strided, UnitRow>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha,
-                                                  beta, overwrite, ldb, next, next_lines);
+                tile_rows<M - 1, Packed, Strided, UnitRow>(rows, chains, kc, a, a_row, a_col, b, C,
+                                                           ldc, cols, alpha, beta, overwrite, ldb,
+                                                           next, next_lines);
                 return;
             }
         }
-        tile<M, Packed, Strided, UnitRow>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite, ldb,
-                                 next, next_lines);
+        if constexpr (M == 1) {
+            if (chains >= 4) {
+                tile<1, 4, Packed, Strided, UnitRow>(kc, a, a_row, a_col, b, C, ldc, cols, alpha,
+                                                     beta, overwrite, ldb, next, next_lines);
+                return;
+            }
+        }
+        if constexpr (M <= 3) {
+            if (chains >= 2) {
+                tile<M, 2, Packed, Strided, UnitRow>(kc, a, a_row, a_col, b, C, ldc, cols, alpha,
+                                                     beta, overwrite, ldb, next, next_lines);
+                return;
+            }
+        }
+        tile<M, 1, Packed, Strided, UnitRow>(kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta,
+                                             overwrite, ldb, next, next_lines);
     }
 
     static void kernel(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                        const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
-                       const void* next, int64_t next_lines) {
+                       const void* next, int64_t next_lines, int chains) {
         const char* pf = static_cast<const char*>(next);
         if (a_row == 1 && a_col == rows)  // a packed panel (or the same addressing)
-            tile_rows<MR, true>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite,
-                                NR, pf, next_lines);
+            tile_rows<MR, true>(rows, chains, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta,
+                                overwrite, NR, pf, next_lines);
         else
-            tile_rows<MR, false>(rows, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta, overwrite,
-                                 NR, pf, next_lines);
+            tile_rows<MR, false>(rows, chains, kc, a, a_row, a_col, b, C, ldc, cols, alpha, beta,
+                                 overwrite, NR, pf, next_lines);
     }
 
     static void kernel_strided_b(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                                  const T* b, int64_t ldb, T* C, int64_t ldc, T alpha, T beta,
-                                 bool overwrite) {
-        tile_rows<MR, false, true>(rows, kc, a, a_row, a_col, b, C, ldc, NR, alpha, beta, overwrite, ldb);
+                                 bool overwrite, int chains) {
+        tile_rows<MR, false, true>(rows, chains, kc, a, a_row, a_col, b, C, ldc, NR, alpha, beta,
+                                   overwrite, ldb);
     }
 
 
@@ -459,9 +478,10 @@ struct GemmKernels {
     // 86.7, 66.8 -> 82.5; eight B: 68.7 -> 66.6, 72.1 -> 70.1, 74.7 -> 74.8, 35.7 -> 45.0,
     // 67.1 -> 97.3, 70.8 -> 86.9. A 1 KB row (N = 256) stays in place: copied, a thread's
     // share of its rows is too short a run (one thread, M=32 K=512: 76 -> 68).
-    // Each element's sum over k runs in order within fixed blocks of k (kSmallMDepth, or
-    // kSmallMCopyDepth for a copied B) whatever the split of N, so the result does not depend
-    // on how the columns are shared out between threads.
+    // Each element's sum over k runs in order (one partial sum: the tiles' rows are columns of
+    // C, and a tile of a few of them is only the tail of a chunk) within fixed blocks of k
+    // (kSmallMDepth, or kSmallMCopyDepth for a copied B) whatever M and the split of N, so the
+    // result does not depend on how the rows or columns are shared out between threads.
     // scratch: small_m_scratch(M, K) elements.
     static constexpr int64_t kSmallMChunk = 8 * MR;   // rows of C^T per transposed write-back
     static constexpr int64_t kSmallMDepth = 256;      // depth of a block of k
@@ -498,7 +518,7 @@ struct GemmKernels {
                         h = row_tile(min64(kSmallMChunk, nc - r0), r - r0, MR);
                         for (int64_t q = 0; q < panels; ++q)
                             tile_rows<MR, false, false, true>(
-                                h, kc, rows + r, 1, kSmallMCopyStride, at + (q * K + k0) * NR,
+                                h, 1, kc, rows + r, 1, kSmallMCopyStride, at + (q * K + k0) * NR,
                                 ct + r * mp + q * NR, mp, NR, T(1), T(0), k0 == 0);
                     }
                 }
@@ -514,7 +534,7 @@ struct GemmKernels {
                     h = row_tile(nc, r, MR);
                     const T* a = b + (n0 + r) * b_n + k0 * b_k;
                     for (int64_t q = 0; q < panels; ++q)
-                        tile_rows<MR, false>(h, kc, a, b_n, b_k, at + (q * K + k0) * NR,
+                        tile_rows<MR, false>(h, 1, kc, a, b_n, b_k, at + (q * K + k0) * NR,
                                              ct + r * mp + q * NR, mp, NR, T(1), T(0), k0 == 0);
                 }
             }

@@ -52,6 +52,17 @@ inline int64_t row_tile(int64_t M, int64_t i, int64_t mr) {
     return rest < mr ? rest : mr;
 }
 
+// Independent partial sums each output element of a micro-kernel keeps over k (see
+// GemmKernels::tile): a tile of a few rows has too few sums to keep both FMA units busy, and
+// splits each one over k (every other k, or every fourth) and adds the parts at the end. That
+// changes its rounding, so it is chosen from the rows of the whole product the caller computes
+// (all rows of a step, whichever thread or tile takes each), never from one tile's height:
+// otherwise a row would round one way in a tile of 3 rows and another in a tile of 6, and
+// results would depend on how threads and tiles split the rows. One row: 4 sums; 2 or 3: 2;
+// from 4 rows on, 1 (a tile of fewer rows at the end of a larger product keeps 1 and runs
+// below speed; a short tail, so that costs little).
+inline int chains_for(int64_t rows) { return rows >= 4 ? 1 : rows == 1 ? 4 : 2; }
+
 // A depth block shorter than this (the weight gradients of a one-step call: K = B) spends
 // too few k steps per tile to hide the fetch of its tile of C. GemmKernels' tile then does not
 // fetch C itself, and gemm_prepacked walks such a block's tiles along the rows of C (each row
@@ -77,17 +88,18 @@ struct Kernels {
     // C (rows, cols) = beta C + alpha a . b  (overwrite; beta 0: C not read) or C += alpha a . b,
     // with a element (i, k) at a[i * a_row + k * a_col] (a packed A panel: a_row 1, a_col rows),
     // rows <= mr, b one packed panel from k = 0,
-    // cols <= nr. The `next_lines` 64-byte lines from `next` (none: nullptr, 0) are fetched into
-    // L2, spread over the k steps, at most one per step (by tiles of 4 or more rows; shorter
-    // ones ignore them): a hint, lines past that are not fetched.
+    // cols <= nr, `chains` partial sums per element (chains_for the whole product's rows). The
+    // `next_lines` 64-byte lines from `next` (none: nullptr, 0) are fetched into L2, spread over
+    // the k steps, at most one per step (with one chain; with more they are ignored): a hint,
+    // lines past that are not fetched.
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                    const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
-                   const void* next, int64_t next_lines);
+                   const void* next, int64_t next_lines, int chains);
     // The same for nr whole columns of a row-major B (K, N) read in place: row k of the panel
     // at b + k * ldb (every nr entries of each of the kc rows must be readable).
     void (*kernel_strided_b)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                              const T* b, int64_t ldb, T* C, int64_t ldc, T alpha, T beta,
-                             bool overwrite);
+                             bool overwrite, int chains);
 
     // C (M, N) = A (M, K) . B^T + beta C for B (N, K) read in place, no packing: dot products
     // along K, B streamed once per 4 rows. For calls too small to pay for packing B.

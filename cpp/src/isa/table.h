@@ -44,11 +44,18 @@ struct Row {
 
 // Height of the row tile that starts at row i of an M-row block: mr, except that the last
 // mr + r rows, for a remainder r below mr / 2, are split evenly (16 = 8 + 8, not 12 + 4): a
-// tile of a few rows has too few independent sums to keep both FMA units busy. A packed A
-// panel is exactly its tile's height (pack_a), and every walk over a packed A's tiles uses this.
+// tile of a few rows has too few independent sums to keep both FMA units busy (and in a
+// product of 4 rows or more it keeps one sum per element, chains_for). For the same reason,
+// with mr = 6 the last 13 rows are 5 + 4 + 4 rather than 6 + 4 + 3; only a 7-row product
+// still ends in 3. LSTM H=256 forward, one and two threads, against 6 + 4 + 3 with two sums
+// in its 3-row tile (tile heights choosing the sums): B=13 0.6-2.5% slower, B=19 and B=25
+// 0-2%; 6 + 4 + 3 with one sum was 1-3% (B=13) and 2-6% (B=19) slower, B=7 2%. A packed
+// A panel is exactly its tile's height (pack_a), and every walk over a packed A's tiles uses
+// this.
 inline int64_t row_tile(int64_t M, int64_t i, int64_t mr) {
     const int64_t rest = M - i;
     if (rest > mr && 2 * rest < 3 * mr) return (rest + 1) / 2;
+    if (rest == mr + 7 && mr < 7) return mr - 1;
     return rest < mr ? rest : mr;
 }
 

@@ -166,7 +166,8 @@ def test_two_thread_unit_split_backward_matches_the_reference(variant, dtype):
 # (B * H * H >= 3 * 262144): batches that split by rows between threads (37 = 19 + 18 rows, 19
 # in tiles of 6 + 6 + 4 + 3), splits by hidden units whose row tiles end in 3 rows (B = 7 = 4 + 3,
 # 13 = 6 + 4 + 3), batches of 2 and 3 rows (several partial sums per element), ragged lengths
-# (the running batch shrinks step by step), a one-step call that reads the weights in place.
+# (the running batch shrinks step by step), one-step calls that read the weights in place (the
+# last with an input so wide that one thread's scratch for all 64 rows would pass its limit).
 THREAD_COUNT_CASES = [
     (6, 37, 23, 160, "mixed", True, np.float32),
     (5, 19, 16, 208, None, False, np.float64),
@@ -176,6 +177,7 @@ THREAD_COUNT_CASES = [
     (3, 13, 20, 256, None, False, np.float64),
     (3, 3, 8, 512, "mixed", False, np.float32),
     (2, 2, 300, 640, None, False, np.float32),
+    (1, 64, 20000, 128, None, False, np.float32),
 ]
 
 

@@ -142,7 +142,9 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
     if ((B.strided || B.direct) && B.K > 0 && small_m(k, whole)) {
         const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
         if (j1 <= j0) return;
-        if (T* scratch = small_m_scratch<T>(k.small_m_scratch(M, B.K))) {
+        // Sized for the whole product, so that the size limit, too, decides alike for a share
+        // of its rows and for all of them.
+        if (T* scratch = small_m_scratch<T>(k.small_m_scratch(whole, B.K))) {
             if (B.strided)
                 k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.strided + j0, 1, B.ld_strided, beta,
                                C + j0, ldc, scratch);

@@ -347,8 +347,8 @@ struct GemmKernels {
         }
     }
 
-    // `rows` (<= MR) rows with `chains` partial sums per element (chains_for the rows of the
-    // whole product, so at least `rows` of them: more than one only below 4).
+    // `rows` (<= MR) rows with `chains` partial sums per element: chains_for of the whole
+    // product's rows (never fewer than `rows`), so more than one only when it has below 4.
     template <int M, bool Packed, bool Strided = false, bool UnitRow = false>
     static void tile_rows(int64_t rows, int chains, int64_t kc, const T* a, int64_t a_row,
                           int64_t a_col, const T* b, T* C, int64_t ldc, int64_t cols, T alpha,

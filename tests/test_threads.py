@@ -181,8 +181,17 @@ THREAD_COUNT_CASES = [
 ]
 
 
+@pytest.fixture(params=gatedrnn._core._available_isas())
+def each_isa(request):
+    """Every kernel path this CPU supports (their tile heights differ), then the default."""
+    default = gatedrnn.info()["simd"]
+    gatedrnn._core._set_isa(request.param)
+    yield request.param
+    gatedrnn._core._set_isa(default)
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_results_do_not_depend_on_the_thread_count(variant):
+def test_results_do_not_depend_on_the_thread_count(variant, each_isa):
     """Forward and backward with 1, 2 and 3 threads give the same bits: however the rows and
     units are shared out, each output is the same sum in the same order (README, Threads).
     Without it the cold-start policy, which runs a small call alone when the team sleeps,

@@ -47,7 +47,7 @@ def set_num_threads(n):
     """Cap the worker threads of every gatedrnn call in this process (all Python threads).
 
     ``n >= 1`` sets the cap; ``n = 0`` restores the default (OMP_NUM_THREADS, else the CPUs this
-    process may use).
+    process may use). Only the speed changes: results are bit-identical for any thread count.
     """
     n = _int_argument(n, "n")
     _core.set_num_threads(n)

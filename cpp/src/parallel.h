@@ -86,10 +86,7 @@ public:
 
     void reset(int64_t n) {
         if (n <= 0) {
-            release_block(ptr_, bytes_);
-            ptr_ = nullptr;
-            bytes_ = 0;
-            size_ = 0;
+            *this = Buffer();
             return;
         }
         const int64_t bytes = checked_mul(n, static_cast<int64_t>(sizeof(T)));

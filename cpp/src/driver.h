@@ -13,8 +13,8 @@
 //   of panels) and computes that slice's GEMM and pointwise math; its slice of W_hh stays in its
 //   cache for the whole sequence. One barrier per GEMM phase and step.
 // - by batch rows: each thread runs whole sequences (every hidden unit), no barrier at all.
-//   Chosen when the batch gives every thread at least kBatchSplitRows rows (twice that when
-//   W_hh does not fit in a thread's L2) and W_hh is small enough to stream from cache.
+//   Chosen when the batch gives every thread at least kBatchSplitRows rows and W_hh is small
+//   enough to stream from cache at every step (plan_team; a one-step call is stricter).
 // A cell (rnn_cell.h, gru_cell.h, lstm_cell.h) supplies its phases: which packed gate blocks
 // each phase multiplies and which pointwise kernel (isa/kernels.h) it applies.
 #pragma once
@@ -203,20 +203,28 @@ inline bool& thread_sweep_parity() {
 
 // Rows per thread from which a step splits by batch rows (no barrier) rather than by units.
 // Each thread then streams all of W_hh from its cache for its rows instead of half of it for
-// all rows, and the per-step barrier, where a thread waits out the other's jitter, goes.
-// Measured with 2 threads, LSTM H=256, against splitting by units: B=16/24/32/40 forward
-// 10.7/15.7/20.7/25.5 -> 10.0/14.6/19.6/24.0 ms, training B=16 -3%, B=32 -1%; GRU H=256 B=32
-// forward -5%, training -2%. At 4 rows per thread (B=8) it gains only 2-3%, at 2 (B=4) it
-// loses a third: the short tiles run below speed. Those measurements had W_hh (1 MB) in each
-// thread's L2 (2 MB). Where it does not fit, every thread streams all of it from L3 on every
-// step, twice the L3 traffic of the split by units, and the batch split pays only from twice
-// as many rows per thread (kBatchSplitRowsL3). AMD EPYC (Zen 3, 512 KB L2), two threads, one
-// process alternated, time of the batch split relative to the split by units (the lower
-// figures in quiet spells of the shared host, the higher in busy ones): LSTM H=256 T=150
-// forward B=16 1.01-1.19x, B=24 1.05-1.17x, B=32 0.80-0.98x; training B=16 1.16-1.18x, B=32
-// 1.01-1.04x; GRU H=256 T=100 forward B=16 1.06-1.10x.
+// all rows, and the per-step barrier goes. That barrier costs more than its own latency on a
+// shared machine: now and then one core runs slower than the other for seconds at a time
+// (another tenant, the host), and a step split by units waits for it at every step, while a
+// batch split lets each thread run its own sequences through. At 4 rows per thread (B=8) the
+// batch split gains only 2-3%, at 2 (B=4) it loses a third: the short tiles run below speed.
+// A sequence of many steps splits by batch rows from kBatchSplitRows rows per thread while
+// W_hh is at most kBatchSplitWeightBytes, read from L3 each step where it does not fit in L2.
+// AMD EPYC (Zen 3, 512 KB L2, 32 MB L3), two threads, one process, rounds alternated, time of
+// the batch split relative to the split by units (runs minutes apart): LSTM H=256 (1 MB) T=150
+// forward B=16 0.91/0.74/0.91, B=24 0.74/0.75/0.96, training B=16 0.96; LSTM H=512 (4 MB) T=25
+// forward B=16 0.97/0.94/0.98/1.05, B=32 0.93/0.90, B=64 1.00, B=128 1.00, training B=16/32/64
+// 1.00/1.00/0.97; GRU H=512 (3 MB) T=50 forward B=16 0.98 (reset-before 0.96), B=32 1.03/0.87
+// (1.09/0.86), training B=16/32 0.95/0.95; RNN H=1024 (4 MB) T=50 forward B=16/32 1.00/1.02,
+// training B=16/64 0.99/0.98. (The unit split's times spread most: 18-27 ms for the same
+// H=256 B=16 forward.) A one-step call reads its weights once, from memory: the batch split
+// would read them once per thread, so it keeps the earlier rule, from twice as many rows
+// per thread where W_hh does not fit in L2 and for W_hh up to 2 MB (GRU H=512 B=32, one step:
+// batch split forward 1.04, training 0.92).
 constexpr int64_t kBatchSplitRows = 8;
-constexpr int64_t kBatchSplitRowsL3 = 2 * kBatchSplitRows;
+constexpr double kBatchSplitWeightBytes = 4.0 * 1024 * 1024;
+constexpr int64_t kOneStepBatchSplitRowsL3 = 2 * kBatchSplitRows;
+constexpr double kOneStepBatchSplitWeightBytes = 2.0 * 1024 * 1024;
 
 // How one sequence's time loop is spread over threads.
 struct TeamPlan {
@@ -231,14 +239,18 @@ double call_weight_bytes(int64_t G, int64_t I, int64_t H) {
 }
 
 template <typename T>
-TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels) {
+TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, int64_t steps) {
     TeamPlan plan;
     const double step_work = static_cast<double>(B) * G * H * H;
     const double weight_bytes = static_cast<double>(G) * H * H * sizeof(T);
     plan.threads = std::max(threads_for_work(step_work), threads_for_cache(call_weight_bytes<T>(G, I, H)));
     if (plan.threads <= 1) return plan;
-    const int64_t min_rows = weight_bytes <= l2_cache_bytes() ? kBatchSplitRows : kBatchSplitRowsL3;
-    plan.batch_split = B >= min_rows * plan.threads && weight_bytes <= 2.0 * 1024 * 1024;
+    if (steps > 1) {
+        plan.batch_split = B >= kBatchSplitRows * plan.threads && weight_bytes <= kBatchSplitWeightBytes;
+    } else {
+        const int64_t min_rows = weight_bytes <= l2_cache_bytes() ? kBatchSplitRows : kOneStepBatchSplitRowsL3;
+        plan.batch_split = B >= min_rows * plan.threads && weight_bytes <= kOneStepBatchSplitWeightBytes;
+    }
     if (!plan.batch_split) plan.threads = static_cast<int>(std::min<int64_t>(plan.threads, panels));
     return plan;
 }
@@ -355,7 +367,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 std::copy(c.get() + j * H, c.get() + (j + 1) * H, c_n + sched.order[j] * H);
         }
 
-    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels);
+    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, sched.steps);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     // Split by batch rows, every sequence full length: each thread projects its own rows of a
@@ -546,7 +558,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     if (dh_seq && N != seq.rows())
         for (int64_t r = 0; r < seq.rows(); ++r) std::fill(dh_seq + r * ld_y, dh_seq + r * ld_y + H, T(0));
 
-    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels);
+    const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, sched.steps);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     // The bias gradients, column sums of dG (and of dg_extra) over all rows, are added up

@@ -245,12 +245,11 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, i
     const double weight_bytes = static_cast<double>(G) * H * H * sizeof(T);
     plan.threads = std::max(threads_for_work(step_work), threads_for_cache(call_weight_bytes<T>(G, I, H)));
     if (plan.threads <= 1) return plan;
-    if (steps > 1) {
-        plan.batch_split = B >= kBatchSplitRows * plan.threads && weight_bytes <= kBatchSplitWeightBytes;
-    } else {
-        const int64_t min_rows = weight_bytes <= l2_cache_bytes() ? kBatchSplitRows : kOneStepBatchSplitRowsL3;
-        plan.batch_split = B >= min_rows * plan.threads && weight_bytes <= kOneStepBatchSplitWeightBytes;
-    }
+    const bool one_step = steps <= 1;
+    const int64_t min_rows = one_step && weight_bytes > l2_cache_bytes() ? kOneStepBatchSplitRowsL3
+                                                                         : kBatchSplitRows;
+    const double max_bytes = one_step ? kOneStepBatchSplitWeightBytes : kBatchSplitWeightBytes;
+    plan.batch_split = B >= min_rows * plan.threads && weight_bytes <= max_bytes;
     if (!plan.batch_split) plan.threads = static_cast<int>(std::min<int64_t>(plan.threads, panels));
     return plan;
 }

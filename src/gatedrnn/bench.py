@@ -1601,7 +1601,9 @@ def median_report(reports):
     """One report from several runs of the same cases: per case, the median over the runs of
     every implementation's time, and of each speed-up, GFLOP/s, % SGEMM and % bandwidth bound
     as measured within each run (ratios are only meaningful within a run). Targets are then
-    evaluated on those medians. A case missing from some runs is merged from the runs that
+    evaluated on those medians; each also records in how many runs it was met and the range
+    of its value over the runs (runs, runs_met, run_min, run_max), and targets_met_per_run
+    counts the targets each run met by itself. A case missing from some runs is merged from the runs that
     have it; parity must have held in every one."""
     if not reports:
         raise ValueError("reports: expected at least one report, got none")
@@ -1630,6 +1632,20 @@ def median_report(reports):
     merged = copy.deepcopy(reports[0])
     merged["cases"] = rows
     merged["targets"] = check_targets(rows)
+    # How each target fared in the runs themselves: a shortfall of the medians that some runs
+    # met is within this machine's run-to-run spread; one that no run met is not.
+    per_run = {}
+    for rep in reports:
+        for t in check_targets(rep["cases"]):
+            per_run.setdefault((t["rule"], t["case"]), []).append(t)
+    for t in merged["targets"]:
+        runs = per_run.get((t["rule"], t["case"]), [])
+        t["runs"] = len(runs)
+        t["runs_met"] = sum(r["met"] for r in runs)
+        t["run_min"] = min((r["value"] for r in runs), default=None)
+        t["run_max"] = max((r["value"] for r in runs), default=None)
+    merged["targets_met_per_run"] = [sum(t["met"] for t in check_targets(rep["cases"]))
+                                     for rep in reports]
     ceilings = [r.get("ceilings", {}).get("sgemm_gflops") for r in reports]
     merged.setdefault("ceilings", {})["sgemm_gflops"] = med([c for c in ceilings if c])
     merged["ceilings"].pop("sgemm_gflops_at_end", None)
@@ -1671,7 +1687,9 @@ def _format_tail(report):
                      f"({s['n']} cases)")
     tg = report.get("targets", [])
     if tg:
-        lines += ["", f"Targets (issue 3): {sum(t['met'] for t in tg)} of {len(tg)} met"]
+        per_run = report.get("targets_met_per_run")
+        lines += ["", f"Targets (issue 3): {sum(t['met'] for t in tg)} of {len(tg)} met"
+                  + (f" (within each run: {', '.join(map(str, per_run))})" if per_run else "")]
         rules = {}
         for t in tg:
             rules.setdefault(t["rule"], []).append(t)
@@ -1680,8 +1698,13 @@ def _format_tail(report):
             lines.append(f"  {rule}: {len(ts) - len(miss)}/{len(ts)}")
             for t in miss:
                 u = t["unit"]
-                v = f"{t['value']:.2f}x" if u == "x" else f"{t['value']:.0f}%"
-                lines.append(f"      short: {t['case']}  {v} (target {t['target']:.3g}{u})")
+                fmt = (lambda x: f"{x:.2f}x") if u == "x" else (lambda x: f"{x:.0f}%")  # noqa: E731
+                runs = ""
+                if t.get("runs", 0) > 1:
+                    runs = (f"; met in {t['runs_met']} of {t['runs']} runs, "
+                            f"[{fmt(t['run_min'])} .. {fmt(t['run_max'])}]")
+                lines.append(f"      short: {t['case']}  {fmt(t['value'])} "
+                             f"(target {t['target']:.3g}{u}{runs})")
     busy = [r for r in report["cases"] if (r.get("foreign_cpu") or 0) > BUSY_FLAG]
     if busy:
         lines += ["", f"[busy N%]: {len(busy)} case(s) ran while other work used N% of the "

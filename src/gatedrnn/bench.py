@@ -1603,8 +1603,8 @@ def median_report(reports):
     as measured within each run (ratios are only meaningful within a run). Targets are then
     evaluated on those medians; each also records in how many runs it was met and the range
     of its value over the runs (runs, runs_met, run_min, run_max), and targets_met_per_run
-    counts the targets each run met by itself. A case missing from some runs is merged from the runs that
-    have it; parity must have held in every one."""
+    counts the targets each run met by itself. A case missing from some runs is merged from
+    the runs that have it; parity must have held in every one."""
     if not reports:
         raise ValueError("reports: expected at least one report, got none")
     by_id = {}
@@ -1634,9 +1634,10 @@ def median_report(reports):
     merged["targets"] = check_targets(rows)
     # How each target fared in the runs themselves: a shortfall of the medians that some runs
     # met is within this machine's run-to-run spread; one that no run met is not.
+    run_targets = [check_targets(rep["cases"]) for rep in reports]
     per_run = {}
-    for rep in reports:
-        for t in check_targets(rep["cases"]):
+    for ts in run_targets:
+        for t in ts:
             per_run.setdefault((t["rule"], t["case"]), []).append(t)
     for t in merged["targets"]:
         runs = per_run.get((t["rule"], t["case"]), [])
@@ -1644,8 +1645,7 @@ def median_report(reports):
         t["runs_met"] = sum(r["met"] for r in runs)
         t["run_min"] = min((r["value"] for r in runs), default=None)
         t["run_max"] = max((r["value"] for r in runs), default=None)
-    merged["targets_met_per_run"] = [sum(t["met"] for t in check_targets(rep["cases"]))
-                                     for rep in reports]
+    merged["targets_met_per_run"] = [sum(t["met"] for t in ts) for ts in run_targets]
     ceilings = [r.get("ceilings", {}).get("sgemm_gflops") for r in reports]
     merged.setdefault("ceilings", {})["sgemm_gflops"] = med([c for c in ceilings if c])
     merged["ceilings"].pop("sgemm_gflops_at_end", None)

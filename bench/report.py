@@ -45,7 +45,8 @@ def report_from_benchmarks(benchmarks, machine=None):
             row["foreign_cpu"] = max(row.get("foreign_cpu") or 0.0, info["foreign_cpu"])
         sgemm = info.get("sgemm_gflops", sgemm)
         threads = info.get("threads", threads)
-    cases = [harness.finish_row(rows[i][1], sgemm, rows[i][2]) for i in order]
+    cases = harness.compare_with_twins(
+        [harness.finish_row(rows[i][1], sgemm, rows[i][2]) for i in order])
     names = [n for n in harness.IMPLEMENTATIONS if n in present or n == "gatedrnn"]
     for row in cases:  # an implementation missing from a case was skipped or filtered out
         for n in names:

@@ -31,6 +31,8 @@ TINY = [
     bench.Case("stream", "gru_ra", "fwd", 4, 1, 5, 6),
     bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6),
     bench.Case("overhead", "rnn_tanh", "fwd", 1, 1, 4, 4),
+    bench.Case("denormal", "lstm", "fwd", 4, 2, 3, 4),
+    bench.Case("denormal", "lstm", "fwd", 4, 2, 3, 4, data="subnormal"),
 ]
 
 
@@ -66,11 +68,27 @@ def check_report(report, names):
             assert row["bw_bound_s"] > 0 and row["pct_bw"] > 0
         else:
             assert row["bw_bound_s"] is None
+        if case.data == "subnormal":
+            # every implementation also timed on the normal twin, in the same rounds, and
+            # checked against gatedrnn there (where the outputs are not all ~0)
+            assert row["normal_twin"] == case.twin.id
+            assert set(row["vs_normal"]) == set(names)
+            assert row["vs_normal"]["gatedrnn"] > 0
+            for name in names[1:]:
+                if row["impls"][name]["status"] == "ok":
+                    assert row["vs_normal"][name] > 0
+                    twin = row["parity"][name + bench.TWIN_TURN]
+                    assert twin["ok"] and twin["arrays"] >= 2, (name, twin)
+        else:
+            assert row["normal_twin"] is None and "vs_normal" not in row
     for t in report["targets"]:
         assert t["met"] == (t["value"] >= t["target"])
+    subnormal = [t for t in report["targets"] if t["rule"].startswith("subnormal input")]
+    assert [t["case"] for t in subnormal] == [c.id for c in TINY if c.data == "subnormal"]
     text = bench.format_report(report)
     for case in TINY:
         assert case.id in text
+    assert "Subnormal input (denormal suite" in text
 
 
 def run_tiny(tmp_path, **kw):
@@ -113,6 +131,16 @@ def test_case_list_follows_the_derivation():
     assert [c.id for c in all_cases if c.suite == "stream"] == [
         "stream/lstm/T100-B1-I256-H256/fwd", "stream/gru_ra/T100-B1-I256-H256/fwd"]
     assert sum(c.suite == "overhead" for c in all_cases) == len(bench.VARIANTS)
+    # the denormal suite: pairs that differ only in their data, the normal twin first
+    denormal = [c.id for c in all_cases if c.suite == "denormal"]
+    assert denormal == [
+        "denormal/lstm/T100-B32-I256-H256/fwd", "denormal/lstm/T100-B32-I256-H256-subnormal/fwd",
+        "denormal/gru_ra/T100-B32-I256-H256/fwd",
+        "denormal/gru_ra/T100-B32-I256-H256-subnormal/fwd",
+        "denormal/lstm/T100-B32-I256-H256/train",
+        "denormal/lstm/T100-B32-I256-H256-subnormal/train"]
+    for c in all_cases:
+        assert c.twin == (c if c.data == "normal" else bench.Case(**{**c.__dict__, "data": "normal"}))
     quick = bench.cases(quick=True)
     assert 5 <= len(quick) < len(all_cases)
     assert [c.id for c in bench.cases(filters=["stream/", "overhead/lstm"])] == [
@@ -425,6 +453,8 @@ def test_median_of_runs_takes_each_value_within_its_run(tmp_path, monkeypatch):
                     entry["median_s"] *= factor
             if row.get("pct_sgemm") is not None:
                 row["pct_sgemm"] *= factor
+            if row.get("vs_normal"):
+                row["vs_normal"] = {n: v and v * factor for n, v in row["vs_normal"].items()}
         runs.append(rep)
     merged = bench.median_report(runs)
     assert merged["merged_runs"] == 3 and len(merged["cases"]) == len(base["cases"])
@@ -437,6 +467,8 @@ def test_median_of_runs_takes_each_value_within_its_run(tmp_path, monkeypatch):
                 assert math.isclose(row["impls"][name]["median_s"], 2 * entry["median_s"])
         if orig.get("pct_sgemm") is not None:
             assert math.isclose(row["pct_sgemm"], 2 * orig["pct_sgemm"])
+        for name, v in (orig.get("vs_normal") or {}).items():
+            assert (row["vs_normal"][name] is None) if not v else math.isclose(row["vs_normal"][name], 2 * v)
     run_keys = ("runs", "runs_met", "run_min", "run_max")
     assert ([{k: v for k, v in t.items() if k not in run_keys} for t in merged["targets"]]
             == bench.check_targets(merged["cases"]))
@@ -492,6 +524,54 @@ def test_merged_targets_say_how_each_run_fared(tmp_path, monkeypatch):
     # A single run's report says nothing about runs.
     single = bench.median_report([run(0.9, 90.0)])
     assert f"short: {cid}  0.90x (target 1x)" in bench.format_report(single)
+
+
+def test_denormal_problems_are_subnormal_throughout_and_differ_from_their_twin_only_in_x():
+    sub = bench.Case("denormal", "lstm", "fwd", 5, 3, 4, 6, data="subnormal")
+    a, b = bench.make_problem(sub.twin), bench.make_problem(sub)
+    tiny = np.finfo(np.float32).tiny
+    assert a.x.dtype == b.x.dtype == np.float32
+    assert np.all((b.x != 0) & (np.abs(b.x) < tiny)), "every x entry is subnormal"
+    assert np.all(np.abs(a.x) > 1e-3)
+    np.testing.assert_array_equal(b.x, (a.x.astype(np.float64) * 2.0 ** -130).astype(np.float32))
+    for p, q in zip(a.params[0][0], b.params[0][0]):
+        np.testing.assert_array_equal(p, q)
+    w_ih, w_hh, b_ih, b_hh = b.params[0][0]
+    assert np.all(w_ih != 0) and not b_ih.any() and not b_hh.any()
+    assert not b.h0.any() and not b.c0.any()
+    # Computed without flushing (the NumPy reference, float64), every state stays subnormal:
+    # the case really is denormal-heavy for an implementation that does not flush.
+    from gatedrnn import reference as R
+    out = R.lstm(b.x.astype(np.float64), *[p.astype(np.float64) for p in b.params[0][0]])
+    y = out.y.astype(np.float32)
+    assert np.all((y != 0) & (np.abs(y) < tiny))
+    # The other suites keep their data: biases and states are not zeroed.
+    other = bench.make_problem(bench.Case("train", "lstm", "fwd", 5, 3, 4, 6))
+    assert other.params[0][0][2].any() and other.h0.any()
+    with pytest.raises(ValueError, match="data: expected one of"):
+        bench.Case("denormal", "lstm", "fwd", 5, 3, 4, 6, data="tiny")
+
+
+def test_speed_with_subnormal_data_is_relative_to_the_normal_twin():
+    """Results timed case by case (the pytest-benchmark suite) pair each subnormal case with its
+    normal twin; the target reads gatedrnn's ratio."""
+    sub = bench.Case("denormal", "gru_ra", "fwd", 5, 3, 4, 6, data="subnormal")
+    rows = [bench.new_row(sub.twin), bench.new_row(sub)]
+    times = ({"gatedrnn": 2.0, "torch": 3.0, "onnxruntime": 4.0},
+             {"gatedrnn": 2.5, "torch": 6.0, "onnxruntime": None})
+    for row, ts in zip(rows, times):
+        row["impls"] = {n: {"status": "ok", "median_s": t} if t else {"status": "n/a"}
+                        for n, t in ts.items()}
+        row["speedup"] = {}
+    bench.compare_with_twins(rows)
+    assert "vs_normal" not in rows[0]
+    assert rows[1]["vs_normal"] == {"gatedrnn": 0.8, "torch": 0.5, "onnxruntime": None}
+    (t,) = bench.check_targets(rows)
+    assert t["case"] == sub.id and t["value"] == 0.8 and t["target"] == 0.9 and not t["met"]
+    rows[1]["vs_normal"]["gatedrnn"] = 0.95
+    assert bench.check_targets(rows)[0]["met"]
+    text = "\n".join(bench._format_tail({"cases": rows, "targets": bench.check_targets(rows)}))
+    assert f"{sub.id}" in text and "gatedrnn 0.95x  PyTorch 0.50x  ORT -" in text
 
 
 def test_bandwidth_bound_of_a_single_step_streams_both_matrices_together():

@@ -45,6 +45,11 @@ Cases (``cases()``):
   handle when ``pack_weights`` exists), against torch's LSTMCell/GRUCell stepping and one ORT
   session run per step. Times and FLOPs are per step.
 - ``overhead``: T=1, B=1, I=H=64, every cell: the fixed cost of one call.
+- ``denormal``: LSTM and GRU forward and LSTM training, T=100, B=32, I=H=256, zero biases and
+  initial states, each twice: x ~ N(0, 1), and the same x scaled into float32's subnormal range
+  (``data="subnormal"``, ids ending in ``-subnormal``; see make_problem). The subnormal case
+  also times every implementation on its normal twin, in the same interleaved rounds; the
+  report gives each one's speed relative to normal data (``vs_normal``, twin time / time).
 
 Measurement (``measure``): each implementation of a case first runs a probe on a few time steps
 (to estimate one call and warm up), then, if one call fits in ``--max-time``, one warm-up call
@@ -99,6 +104,7 @@ import argparse
 import contextlib
 import copy
 import csv
+import dataclasses
 import functools
 import gc
 import importlib
@@ -122,7 +128,8 @@ from gatedrnn import functional as F
 __all__ = [
     "Case", "DEEPBENCH_CSV", "ForeignCpu", "GemvTimes", "IMPLEMENTATIONS", "LABELS",
     "PARITY_TOL", "Problem", "ThreadSettings", "Timing", "add_arguments", "bandwidth_bound",
-    "build_onnx_model", "cases", "check_targets", "deepbench_shapes", "finish_row",
+    "build_onnx_model", "cases", "check_targets", "compare_with_twins", "deepbench_shapes",
+    "finish_row",
     "format_report", "machine_info", "main", "make_implementations", "make_problem", "measure",
     "median_report",
     "measure_interleaved", "wait_until_quiet",
@@ -146,6 +153,12 @@ VARIANTS = {  # name -> (cell, keyword options)
     "lstm": ("lstm", {}),
 }
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+DATA_KINDS = ("normal", "subnormal")
+#: The denormal suite's x scale: 2**-130 puts |x| < 8 (all of N(0, 1) in practice) below
+#: float32's smallest normal number, 2**-126.
+SUBNORMAL_SCALE = 2.0 ** -130
+#: A subnormal case's speed relative to its normal twin's that counts as "normal speed".
+SUBNORMAL_SPEED_TARGET = 0.9
 DEEPBENCH_TYPES = {"vanilla": ("rnn_tanh",), "gru": ("gru_ra", "gru_rb"), "lstm": ("lstm",)}
 
 
@@ -158,7 +171,10 @@ class Case:
     """One benchmark: a cell variant, a suite, a mode ("fwd" or "train") and its sizes.
 
     suite: "train" / "infer" (DeepBench-derived), "bidir", "stream" (T = steps of one timed
-    run, reported per step) or "overhead".
+    run, reported per step), "overhead" or "denormal" (zero biases and initial states; pairs
+    of cases that differ only in ``data``).
+    data: "normal" (x ~ N(0, 1)) or "subnormal" (the same x scaled into float32's subnormal
+    range, see make_problem; the case id ends in "-subnormal").
     """
 
     suite: str
@@ -170,6 +186,11 @@ class Case:
     H: int
     layers: int = 1
     directions: int = 1
+    data: str = "normal"
+
+    def __post_init__(self):
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"data: expected one of {DATA_KINDS}, got {self.data!r}")
 
     @property
     def cell(self):
@@ -192,7 +213,14 @@ class Case:
         ld = "" if (self.layers, self.directions) == (1, 1) else \
             f"L{self.layers}D{self.directions}-"
         sizes = f"{ld}T{self.T}-B{self.B}-I{self.I}-H{self.H}"
+        if self.data != "normal":
+            sizes += f"-{self.data}"
         return f"{self.suite}/{self.variant}/{sizes}/{self.mode}"
+
+    @property
+    def twin(self):
+        """The same case with normal data (itself when its data is normal)."""
+        return self if self.data == "normal" else dataclasses.replace(self, data="normal")
 
     @property
     def unit(self):
@@ -246,6 +274,9 @@ def _all_cases():
         out.append(Case("stream", variant, "fwd", 100, 1, 256, 256))
     for variant in VARIANTS:
         out.append(Case("overhead", variant, "fwd", 1, 1, 64, 64))
+    for variant, mode in (("lstm", "fwd"), ("gru_ra", "fwd"), ("lstm", "train")):
+        for data in DATA_KINDS:
+            out.append(Case("denormal", variant, mode, 100, 32, 256, 256, data=data))
     return out
 
 
@@ -267,6 +298,8 @@ QUICK_IDS = (
     "stream/gru_ra/T100-B1-I256-H256/fwd",
     "overhead/lstm/T1-B1-I64-H64/fwd",
     "overhead/gru_rb/T1-B1-I64-H64/fwd",
+    "denormal/lstm/T100-B32-I256-H256/fwd",
+    "denormal/lstm/T100-B32-I256-H256-subnormal/fwd",
 )
 
 
@@ -662,8 +695,16 @@ class Problem:
 
 def make_problem(case, seed=0):
     """PyTorch's default init U(-1/sqrt(H), 1/sqrt(H)) for weights and biases, x ~ N(0, 1),
-    h0, c0 ~ N(0, 0.5^2); deterministic per case id."""
-    rng = np.random.default_rng([seed, zlib.crc32(case.id.encode())])
+    h0, c0 ~ N(0, 0.5^2); deterministic per case id (a subnormal case and its normal twin get
+    the same numbers).
+
+    The denormal suite: zero biases and initial states, and for ``data="subnormal"`` x scaled by
+    SUBNORMAL_SCALE, every entry subnormal. Then every pre-activation is subnormal, and so is
+    every state: h ~ 0.5 tanh(c) and c ~ 0.5 g for the LSTM, h ~ 0.5 n for the GRU, step after
+    step. An implementation that does not flush denormals meets a subnormal operand in every
+    multiply-add of both GEMMs (and of the weight gradients in training); one that flushes them
+    computes zeros at normal speed. Its normal twin differs only in x's scale."""
+    rng = np.random.default_rng([seed, zlib.crc32(case.twin.id.encode())])
     k = 1.0 / math.sqrt(case.H)
     GH, H, B = case.G * case.H, case.H, case.B
 
@@ -676,6 +717,13 @@ def make_problem(case, seed=0):
     n = case.layers * case.directions
     h0 = (0.5 * rng.standard_normal((n, B, H))).astype(np.float32)
     c0 = (0.5 * rng.standard_normal((n, B, H))).astype(np.float32) if case.cell == "lstm" else None
+    if case.suite == "denormal":
+        params = [[(w_ih, w_hh, np.zeros_like(b_ih), np.zeros_like(b_hh))
+                   for w_ih, w_hh, b_ih, b_hh in dirs] for dirs in params]
+        h0 = np.zeros_like(h0)
+        c0 = None if c0 is None else np.zeros_like(c0)
+    if case.data == "subnormal":
+        x = (x.astype(np.float64) * SUBNORMAL_SCALE).astype(np.float32)
     return Problem(x, params, h0, c0)
 
 
@@ -1261,7 +1309,26 @@ def new_row(case):
     return {"id": case.id, "suite": case.suite, "variant": case.variant, "cell": case.cell,
             "mode": case.mode, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
             "layers": case.layers, "directions": case.directions, "unit": case.unit,
-            "flops": case.flops(), "impls": {}, "parity": {}}
+            "flops": case.flops(), "impls": {}, "parity": {}, "data": case.data,
+            "normal_twin": case.twin.id if case.data != "normal" else None}
+
+
+def compare_with_twins(rows):
+    """For each row with subnormal data whose normal twin is among ``rows`` (the same run):
+    ``vs_normal`` = {implementation: twin's time / the row's time}, its speed relative to the
+    same call with normal data (1.0 = normal speed; None where either was not timed). For
+    results timed case by case (bench/report.py, from pytest-benchmark); run() times each
+    implementation's twin in the subnormal case's own interleaved rounds instead."""
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        twin = by_id.get(r.get("normal_twin"))
+        if twin is None:
+            continue
+        r["vs_normal"] = {}
+        for name, entry in r["impls"].items():
+            t, t0 = entry.get("median_s"), twin["impls"].get(name, {}).get("median_s")
+            r["vs_normal"][name] = t0 / t if (t and t0) else None
+    return rows
 
 
 def finish_row(row, sgemm, bound):
@@ -1294,6 +1361,7 @@ def parity_entry(anchor, outputs):
 
 
 _CEILING = "(sgemm ceiling)"  # its turn's name among the implementations' (not a valid one)
+TWIN_TURN = " (normal data)"  # suffix of an implementation's turns on a case's normal twin
 
 
 def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm, seed,
@@ -1316,6 +1384,27 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
                          number=timing.number, measured_s=timing.total)
         row["impls"][name] = entry
 
+    # A case with subnormal data also times each implementation on its normal twin (the same
+    # call with normal x), in the same interleaved rounds: its speed relative to normal data,
+    # vs_normal, is then a ratio of times taken together (a slow spell of a shared machine
+    # between two separate cases would pass for a denormal slowdown).
+    twin_prob = make_problem(case.twin, seed) if case.twin != case else None
+    twin_outputs, twin_ready = {}, {}
+
+    def prepare_twin(name, impl, st, budget):
+        if twin_prob is None or st["status"] != "ok" or st["single"]:
+            return
+        tw = prepare_and_warm(impl, case.twin, twin_prob, threads=threads, budget=budget,
+                              max_time=max_time)
+        if tw["status"] == "ok" and not tw["single"]:
+            twin_outputs[name] = tw["outputs"]
+            twin_ready[name] = tw
+
+    def twin_turns(names):
+        return {name + TWIN_TURN: (twin_ready[name]["fn"], twin_ready[name]["ctx"],
+                                   twin_ready[name]["plan_s"]) for name in names
+                if name in twin_ready}
+
     # The implementations under comparison are prepared and warmed up first, then timed in
     # interleaved rounds (measure_interleaved). The plain NumPy reference, slow and with BLAS
     # threads that keep spinning long after each call, is timed on its own afterwards.
@@ -1331,8 +1420,10 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
             if st["status"] == "ok":
                 outputs[name] = st["outputs"]
             ready[name] = st
+            prepare_twin(name, impl, st, max_call)
     turns = {name: (st["fn"], st["ctx"], st["plan_s"]) for name, st in ready.items()
              if st["status"] == "ok" and not st["single"]}
+    turns.update(twin_turns(turns))
     # The SGEMM ceiling takes its turns among the implementations' rounds: on a shared
     # machine its throughput moves by a third within minutes, and a figure taken at another
     # time would move every %SGEMM of the case with it.
@@ -1350,7 +1441,10 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         if st["status"] == "ok" and st["single"]:
             timing = Timing(st["single_s"], 1, 1, st["single_s"])
         record(name, st, timing)
+    twin_times = {name: timings[name + TWIN_TURN].median for name in twin_ready
+                  if name + TWIN_TURN in timings}
     ready = turns = None
+    twin_ready.clear()
     gc.collect()
     for name, impl in timed_apart:
         st = prepare_and_warm(impl, case, prob, threads=threads, budget=max_time,
@@ -1358,14 +1452,26 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         timing = None
         if st["status"] == "ok":
             outputs[name] = st["outputs"]
+            prepare_twin(name, impl, st, max_time)
             if st["single"]:
                 timing = Timing(st["single_s"], 1, 1, st["single_s"])
+            elif name in twin_ready:  # the two alone, in turns
+                both = {name: (st["fn"], st["ctx"], st["plan_s"]), **twin_turns([name])}
+                apart = measure_interleaved(both, min_time, max_time)
+                timing = apart[name]
+                twin_times[name] = apart[name + TWIN_TURN].median
             else:
                 with st["ctx"]():
                     timing = measure(st["fn"], min_time, max_time, estimate=st["plan_s"])
         record(name, st, timing)
         st = None
+        twin_ready.clear()
         gc.collect()
+    if twin_prob is not None:
+        row["vs_normal"] = {}
+        for name, entry in row["impls"].items():
+            t, t0 = entry.get("median_s"), twin_times.get(name)
+            row["vs_normal"][name] = t0 / per / t if (t and t0) else None
     # rows list the implementations in the order asked for
     row["impls"] = {name: row["impls"][name] for name in impls if name in row["impls"]}
     # parity: every peer against gatedrnn (or the first implementation that ran)
@@ -1374,6 +1480,10 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
     for name, out in outputs.items():
         if name != anchor_name:
             row["parity"][name] = parity_entry(outputs[anchor_name], out)
+    # with subnormal data every output is (nearly) zero: the twins' outputs are the real check
+    for name, out in twin_outputs.items():
+        if name != anchor_name and anchor_name in twin_outputs:
+            row["parity"][name + TWIN_TURN] = parity_entry(twin_outputs[anchor_name], out)
     row["foreign_cpu"] = monitor.stop()
     row = finish_row(row, sgemm, bandwidth_bound(case, gemv))
     row["sgemm_gflops_run"] = run_sgemm
@@ -1487,7 +1597,7 @@ def _machine_line(report):
 # Formatting
 # ---------------------------------------------------------------------------------------------
 
-_W_CASE = 44
+_W_CASE = 48
 
 
 def _fmt_time(s):
@@ -1537,13 +1647,20 @@ def _format_row(row, names):
     return " ".join(cols)
 
 
+def _label(name):
+    """An implementation's label; a turn on the normal twin keeps its suffix."""
+    if name.endswith(TWIN_TURN):
+        return LABELS.get(name[:-len(TWIN_TURN)], name) + TWIN_TURN
+    return LABELS.get(name, name)
+
+
 def _fmt_parity(row):
     par = row.get("parity", {})
     if not par:
         return "n/a"
     bad = [(n, p) for n, p in par.items() if not p["ok"]]
     if bad:
-        return "MISMATCH " + ", ".join(f"{LABELS.get(n, n)} {p['max_scaled_diff']:.1e} "
+        return "MISMATCH " + ", ".join(f"{_label(n)} {p['max_scaled_diff']:.1e} "
                                        f"({p['worst']})" for n, p in bad)
     return f"ok {max(p['max_scaled_diff'] for p in par.values()):.0e}"
 
@@ -1594,6 +1711,10 @@ def check_targets(rows):
             add("streaming within 1.5x of bandwidth bound", r, r.get("pct_bw"), 100 / 1.5, "%")
         if r["suite"] == "bidir":
             add(f"bidirectional {r['mode']} >= 1.3x PyTorch", r, sp.get("torch"), 1.3)
+        if r.get("normal_twin"):
+            add(f"subnormal input at normal speed (>= {SUBNORMAL_SPEED_TARGET:g}x the speed "
+                "with normal input)", r, (r.get("vs_normal") or {}).get("gatedrnn"),
+                SUBNORMAL_SPEED_TARGET)
     return res
 
 
@@ -1623,6 +1744,9 @@ def median_report(reports):
         for peer in row.get("speedup", {}):
             row["speedup"][peer] = med([r["speedup"][peer] for r in runs
                                         if r.get("speedup", {}).get(peer)])
+        for name in row.get("vs_normal") or {}:
+            row["vs_normal"][name] = med([r["vs_normal"][name] for r in runs
+                                          if (r.get("vs_normal") or {}).get(name)])
         for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu", "sgemm_gflops",
                     "sgemm_gflops_run"):
             row[key] = med([r[key] for r in runs if r.get(key) is not None])
@@ -1685,6 +1809,14 @@ def _format_tail(report):
         lines.append(f"  {s['suite']:>8} {s['mode']:<5} vs {LABELS[s['peer']]:<9} "
                      f"{s['geomean']:6.2f}x  [{s['min']:.2f}x .. {s['max']:.2f}x]  "
                      f"({s['n']} cases)")
+    twins = [r for r in report["cases"] if r.get("vs_normal")]
+    if twins:
+        lines += ["", "Subnormal input (denormal suite: x in float32's subnormal range, zero "
+                      "biases and initial states), speed relative to the same call with normal "
+                      "x (the twin's time / this time; 1.00x = normal speed):"]
+        for r in twins:
+            lines.append(f"  {r['id']:<{_W_CASE}}  " + "  ".join(
+                f"{_label(n)} {_fmt_ratio(v)}" for n, v in r["vs_normal"].items()))
     tg = report.get("targets", [])
     if tg:
         per_run = report.get("targets_met_per_run")

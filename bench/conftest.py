@@ -57,8 +57,14 @@ def _implementations(config):
 def pytest_generate_tests(metafunc):
     if {"case", "impl"} <= set(metafunc.fixturenames):
         cfg = metafunc.config
-        selected = harness.cases(quick=cfg.getoption("--bench-quick"),
-                                 filters=cfg.getoption("--bench-filter"))
+        selected = []
+        for c in harness.cases(quick=cfg.getoption("--bench-quick"),
+                               filters=cfg.getoption("--bench-filter")):
+            # a subnormal case brings its normal twin (report.py pairs them)
+            if c.twin not in selected:
+                selected.append(c.twin)
+            if c not in selected:
+                selected.append(c)
         params = [pytest.param(c, i, id=f"{c.id}|{i}")
                   for c in selected for i in _implementations(cfg)]
         metafunc.parametrize(("case", "impl"), params)

@@ -6,7 +6,9 @@
 Prints, per case: the median time of each implementation (per step for streaming), the
 speed-up of gatedrnn against each peer (peer time / gatedrnn time), gatedrnn's GFLOP/s, its %
 of the large-SGEMM ceiling and (forward, batch <= 4) of the memory-bandwidth bound measured in
-the same session, and the parity check; then the per-group summary and the issue-3 targets.
+the same session, and the parity check; then the per-group summary, each subnormal case's speed
+relative to its normal twin (here two rows timed one after the other, not in turns as
+``python -m gatedrnn bench`` times them) and the issue-3 targets.
 The columns are those of ``python -m gatedrnn bench`` (see gatedrnn/bench.py). Implementations
 that were skipped (n/a, over budget, filtered out) show "-".
 """

@@ -139,8 +139,8 @@ def test_case_list_follows_the_derivation():
         "denormal/gru_ra/T100-B32-I256-H256-subnormal/fwd",
         "denormal/lstm/T100-B32-I256-H256/train",
         "denormal/lstm/T100-B32-I256-H256-subnormal/train"]
-    for c in all_cases:
-        assert c.twin == (c if c.data == "normal" else bench.Case(**{**c.__dict__, "data": "normal"}))
+    for c in all_cases:   # every subnormal case's twin is in the list too
+        assert c.twin.id in ids and (c.twin == c) == (c.data == "normal")
     quick = bench.cases(quick=True)
     assert 5 <= len(quick) < len(all_cases)
     assert [c.id for c in bench.cases(filters=["stream/", "overhead/lstm"])] == [
@@ -283,6 +283,20 @@ def test_pytest_benchmark_report_script():
     assert math.isclose(row["pct_bw"], 10.0)
     assert row["parity_ok"] and report["settings"]["implementations"] == ["gatedrnn", "torch"]
     assert case.id in bench.format_report(report)
+    # a subnormal case and its normal twin, timed as two benchmarks, are paired by id (the
+    # case's data goes through extra_info and back)
+    sub = bench.Case("denormal", "lstm", "fwd", 10, 8, 4, 4, data="subnormal")
+    entries = []
+    for c, times in ((sub.twin, (2e-3, 3e-3)), (sub, (2.5e-3, 6e-3))):
+        case = c
+        entries += [entry("gatedrnn", times[0]), entry("torch", times[1], ok)]
+    report = mod.report_from_benchmarks(entries)
+    twin_row, sub_row = report["cases"]
+    assert (twin_row["id"], sub_row["id"]) == (sub.twin.id, sub.id)
+    assert "vs_normal" not in twin_row
+    assert sub_row["vs_normal"] == pytest.approx({"gatedrnn": 0.8, "torch": 0.5})
+    assert [t["value"] for t in report["targets"]
+            if t["rule"].startswith("subnormal")] == pytest.approx([0.8])
 
 
 def test_a_disturbed_case_is_retried(monkeypatch):
@@ -550,6 +564,50 @@ def test_denormal_problems_are_subnormal_throughout_and_differ_from_their_twin_o
     assert other.params[0][0][2].any() and other.h0.any()
     with pytest.raises(ValueError, match="data: expected one of"):
         bench.Case("denormal", "lstm", "fwd", 5, 3, 4, 6, data="tiny")
+
+
+class _SlowerOnSubnormals:
+    """A stand-in implementation whose call sleeps `normal` seconds, or `subnormal` seconds when
+    the problem's x is subnormal (as an implementation that does not flush would slow down)."""
+
+    def __init__(self, normal, subnormal):
+        self.normal, self.subnormal = normal, subnormal
+
+    def prepare(self, case, prob, threads):
+        tiny = np.abs(prob.x).max() < np.finfo(np.float32).tiny
+        wait = self.subnormal if tiny else self.normal
+
+        def make(T):
+            def fn():
+                time.sleep(wait * T / case.T)
+                return prob.x[:T]
+            return fn
+        return bench.Runner(make, lambda x: {"y": np.asarray(x, np.float64) * 0})
+
+
+@pytest.mark.parametrize("slow", [0.008, 0.4])
+def test_subnormal_case_times_each_implementation_against_its_twin(slow):
+    """vs_normal is the twin's time over the subnormal call's time, for the implementations
+    timed in turns and for the reference timed apart; also when the subnormal call is so slow
+    that it is timed once (a many-fold denormal penalty is what the suite exists to show)."""
+    sub = bench.Case("denormal", "lstm", "fwd", 4, 8, 3, 4, data="subnormal")
+    impls = {"gatedrnn": _SlowerOnSubnormals(0.004, 0.004),
+             "torch": _SlowerOnSubnormals(0.004, slow),
+             "reference": _SlowerOnSubnormals(0.004, slow)}
+    row = bench._run_case(sub, impls, threads=1, min_time=0.1, max_time=0.3, max_call=10.0,
+                          gemv=None, sgemm=100.0, seed=0, lead_in=0.0)
+    single = slow > 0.3
+    timed_once = "longer than --max-time" in row["impls"]["torch"].get("note", "")
+    assert timed_once == single, row["impls"]["torch"]
+    assert row["vs_normal"]["torch"] == pytest.approx(0.004 / slow, rel=0.35)
+    assert row["vs_normal"]["gatedrnn"] == pytest.approx(1.0, rel=0.35)
+    assert "torch (normal data)" in row["parity"]
+    if single:  # the reference's budget per call is --max-time: not run, no ratio
+        assert row["impls"]["reference"]["status"] == "over budget"
+        assert row["vs_normal"]["reference"] is None
+    else:       # timed apart, in turns with its twin alone
+        assert row["vs_normal"]["reference"] == pytest.approx(0.004 / slow, rel=0.35)
+        assert "reference (normal data)" in row["parity"]
 
 
 def test_speed_with_subnormal_data_is_relative_to_the_normal_twin():

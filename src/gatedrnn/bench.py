@@ -50,6 +50,8 @@ Cases (``cases()``):
   (``data="subnormal"``, ids ending in ``-subnormal``; see make_problem). The subnormal case
   also times every implementation on its normal twin, in the same interleaved rounds; the
   report gives each one's speed relative to normal data (``vs_normal``, twin time / time).
+  (The pytest-benchmark suite times the two cases one after the other and pairs their rows:
+  bench/report.py, ``compare_with_twins``.)
 
 Measurement (``measure``): each implementation of a case first runs a probe on a few time steps
 (to estimate one call and warm up), then, if one call fits in ``--max-time``, one warm-up call
@@ -68,7 +70,8 @@ turns in rounds of ~50 ms, the order rotating, each turn after the previous impl
 idle thread pool has stopped spinning: ``wait_until_quiet``; a call shorter than ``--lead-in``,
 default 10 ms, is first called untimed for about that long in each turn, since the first calls
 after such a pause run slower), so a slow spell of a shared machine hits all of them alike;
-the NumPy reference is timed on its own afterwards.
+the NumPy reference is timed on its own afterwards (taking turns only with its own normal twin
+in a case with subnormal data).
 
 Report columns: median time per call (per step for streaming) of each implementation; ``xPyT``,
 ``xORT``, ``xref`` = peer time / gatedrnn time (above 1 means gatedrnn is faster); ``GFLOP/s``
@@ -298,8 +301,7 @@ QUICK_IDS = (
     "stream/gru_ra/T100-B1-I256-H256/fwd",
     "overhead/lstm/T1-B1-I64-H64/fwd",
     "overhead/gru_rb/T1-B1-I64-H64/fwd",
-    "denormal/lstm/T100-B32-I256-H256/fwd",
-    "denormal/lstm/T100-B32-I256-H256-subnormal/fwd",
+    "denormal/lstm/T100-B32-I256-H256-subnormal/fwd",   # times its normal twin too
 )
 
 
@@ -1322,13 +1324,20 @@ def compare_with_twins(rows):
     by_id = {r["id"]: r for r in rows}
     for r in rows:
         twin = by_id.get(r.get("normal_twin"))
-        if twin is None:
-            continue
-        r["vs_normal"] = {}
-        for name, entry in r["impls"].items():
-            t, t0 = entry.get("median_s"), twin["impls"].get(name, {}).get("median_s")
-            r["vs_normal"][name] = t0 / t if (t and t0) else None
+        if twin is not None:
+            r["vs_normal"] = _speed_vs_normal(
+                r["impls"], {n: e.get("median_s") for n, e in twin["impls"].items()})
     return rows
+
+
+def _speed_vs_normal(impls, twin_s):
+    """{implementation: twin_s[name] / its time}, both seconds per unit (None where either
+    is missing)."""
+    out = {}
+    for name, entry in impls.items():
+        t, t0 = entry.get("median_s"), twin_s.get(name)
+        out[name] = t0 / t if (t and t0) else None
+    return out
 
 
 def finish_row(row, sgemm, bound):
@@ -1392,7 +1401,9 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
     twin_outputs, twin_ready = {}, {}
 
     def prepare_twin(name, impl, st, budget):
-        if twin_prob is None or st["status"] != "ok" or st["single"]:
+        # also when the subnormal call is timed once (longer than max_time): a many-fold
+        # denormal slowdown is what the suite is there to show
+        if twin_prob is None or st["status"] != "ok":
             return
         tw = prepare_and_warm(impl, case.twin, twin_prob, threads=threads, budget=budget,
                               max_time=max_time)
@@ -1407,7 +1418,8 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
 
     # The implementations under comparison are prepared and warmed up first, then timed in
     # interleaved rounds (measure_interleaved). The plain NumPy reference, slow and with BLAS
-    # threads that keep spinning long after each call, is timed on its own afterwards.
+    # threads that keep spinning long after each call, is timed on its own afterwards (in
+    # turns with its normal twin only).
     ready, timed_apart = {}, []
     for name, impl in impls.items():
         if isinstance(impl, str):
@@ -1423,7 +1435,7 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
             prepare_twin(name, impl, st, max_call)
     turns = {name: (st["fn"], st["ctx"], st["plan_s"]) for name, st in ready.items()
              if st["status"] == "ok" and not st["single"]}
-    turns.update(twin_turns(turns))
+    turns.update(twin_turns(ready))
     # The SGEMM ceiling takes its turns among the implementations' rounds: on a shared
     # machine its throughput moves by a third within minutes, and a figure taken at another
     # time would move every %SGEMM of the case with it.
@@ -1441,7 +1453,7 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         if st["status"] == "ok" and st["single"]:
             timing = Timing(st["single_s"], 1, 1, st["single_s"])
         record(name, st, timing)
-    twin_times = {name: timings[name + TWIN_TURN].median for name in twin_ready
+    twin_times = {name: timings[name + TWIN_TURN].median / per for name in twin_ready
                   if name + TWIN_TURN in timings}
     ready = turns = None
     twin_ready.clear()
@@ -1453,13 +1465,17 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         if st["status"] == "ok":
             outputs[name] = st["outputs"]
             prepare_twin(name, impl, st, max_time)
+            # with a twin: the two alone, taking turns (a call timed once: its twin alone)
+            entries = {} if st["single"] else {name: (st["fn"], st["ctx"], st["plan_s"])}
+            entries.update(twin_turns([name]))
+            timed = (measure_interleaved(entries, min_time, max_time, lead_in=lead_in)
+                     if name in twin_ready else {})
+            if name + TWIN_TURN in timed:
+                twin_times[name] = timed[name + TWIN_TURN].median / per
             if st["single"]:
                 timing = Timing(st["single_s"], 1, 1, st["single_s"])
-            elif name in twin_ready:  # the two alone, in turns
-                both = {name: (st["fn"], st["ctx"], st["plan_s"]), **twin_turns([name])}
-                apart = measure_interleaved(both, min_time, max_time)
-                timing = apart[name]
-                twin_times[name] = apart[name + TWIN_TURN].median
+            elif name in timed:
+                timing = timed[name]
             else:
                 with st["ctx"]():
                     timing = measure(st["fn"], min_time, max_time, estimate=st["plan_s"])
@@ -1468,10 +1484,7 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         twin_ready.clear()
         gc.collect()
     if twin_prob is not None:
-        row["vs_normal"] = {}
-        for name, entry in row["impls"].items():
-            t, t0 = entry.get("median_s"), twin_times.get(name)
-            row["vs_normal"][name] = t0 / per / t if (t and t0) else None
+        row["vs_normal"] = _speed_vs_normal(row["impls"], twin_times)
     # rows list the implementations in the order asked for
     row["impls"] = {name: row["impls"][name] for name in impls if name in row["impls"]}
     # parity: every peer against gatedrnn (or the first implementation that ran)
@@ -1671,9 +1684,12 @@ def _geomean(xs):
 
 
 def summarize(rows):
-    """Per (suite, mode) group and peer: cases compared, geometric mean, min and max speed-up."""
+    """Per (suite, mode) group and peer: cases compared, geometric mean, min and max speed-up.
+    Cases with subnormal data are left out (the report compares them with their normal twins)."""
     groups = {}
     for r in rows:
+        if r.get("data", "normal") != "normal":  # reported apart, against their normal twins
+            continue
         for peer, s in r.get("speedup", {}).items():
             if s:
                 groups.setdefault((r["suite"], r["mode"], peer), []).append(s)
@@ -1718,6 +1734,10 @@ def check_targets(rows):
     return res
 
 
+def _impl_order(name):
+    return IMPLEMENTATIONS.index(name) if name in IMPLEMENTATIONS else len(IMPLEMENTATIONS)
+
+
 def median_report(reports):
     """One report from several runs of the same cases: per case, the median over the runs of
     every implementation's time, and of each speed-up, GFLOP/s, % SGEMM and % bandwidth bound
@@ -1744,9 +1764,11 @@ def median_report(reports):
         for peer in row.get("speedup", {}):
             row["speedup"][peer] = med([r["speedup"][peer] for r in runs
                                         if r.get("speedup", {}).get(peer)])
-        for name in row.get("vs_normal") or {}:
-            row["vs_normal"][name] = med([r["vs_normal"][name] for r in runs
-                                          if (r.get("vs_normal") or {}).get(name)])
+        names = {n for r in runs for n in (r.get("vs_normal") or {})}
+        if names:
+            row["vs_normal"] = {n: med([r["vs_normal"][n] for r in runs
+                                        if (r.get("vs_normal") or {}).get(n)])
+                                for n in sorted(names, key=_impl_order)}
         for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu", "sgemm_gflops",
                     "sgemm_gflops_run"):
             row[key] = med([r[key] for r in runs if r.get(key) is not None])

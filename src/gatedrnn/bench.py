@@ -1465,12 +1465,12 @@ def _run_case(case, impls, *, threads, min_time, max_time, max_call, gemv, sgemm
         if st["status"] == "ok":
             outputs[name] = st["outputs"]
             prepare_twin(name, impl, st, max_time)
-            # with a twin: the two alone, taking turns (a call timed once: its twin alone)
-            entries = {} if st["single"] else {name: (st["fn"], st["ctx"], st["plan_s"])}
-            entries.update(twin_turns([name]))
-            timed = (measure_interleaved(entries, min_time, max_time, lead_in=lead_in)
-                     if name in twin_ready else {})
-            if name + TWIN_TURN in timed:
+            timed = {}
+            if name in twin_ready:  # the two alone, taking turns (a call timed once: its twin)
+                entries = twin_turns([name])
+                if not st["single"]:
+                    entries[name] = (st["fn"], st["ctx"], st["plan_s"])
+                timed = measure_interleaved(entries, min_time, max_time, lead_in=lead_in)
                 twin_times[name] = timed[name + TWIN_TURN].median / per
             if st["single"]:
                 timing = Timing(st["single_s"], 1, 1, st["single_s"])
@@ -1734,10 +1734,6 @@ def check_targets(rows):
     return res
 
 
-def _impl_order(name):
-    return IMPLEMENTATIONS.index(name) if name in IMPLEMENTATIONS else len(IMPLEMENTATIONS)
-
-
 def median_report(reports):
     """One report from several runs of the same cases: per case, the median over the runs of
     every implementation's time, and of each speed-up, GFLOP/s, % SGEMM and % bandwidth bound
@@ -1764,11 +1760,10 @@ def median_report(reports):
         for peer in row.get("speedup", {}):
             row["speedup"][peer] = med([r["speedup"][peer] for r in runs
                                         if r.get("speedup", {}).get(peer)])
-        names = {n for r in runs for n in (r.get("vs_normal") or {})}
+        names = {n: None for r in runs for n in (r.get("vs_normal") or {})}  # ordered union
         if names:
             row["vs_normal"] = {n: med([r["vs_normal"][n] for r in runs
-                                        if (r.get("vs_normal") or {}).get(n)])
-                                for n in sorted(names, key=_impl_order)}
+                                        if (r.get("vs_normal") or {}).get(n)]) for n in names}
         for key in ("gflops", "pct_sgemm", "pct_bw", "foreign_cpu", "sgemm_gflops",
                     "sgemm_gflops_run"):
             row[key] = med([r[key] for r in runs if r.get(key) is not None])

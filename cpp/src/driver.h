@@ -195,7 +195,7 @@ inline int64_t own_rows_block_steps(int64_t B, int64_t GH, size_t element, int t
 // Each thread alternates its own direction, from step to step and from call to call (a
 // streaming caller's one-step calls included); the order of the products within an output
 // element is the same either way, so are the results.
-inline double zigzag_bytes() { return 0.75 * l2_cache_bytes(); }  // 1.5 MB of a 2 MB L2
+inline double zigzag_bytes() { return 0.75 * l2_cache_bytes(); }  // 384 KB of a 512 KB L2
 inline bool& thread_sweep_parity() {
     static thread_local bool parity = false;
     return parity;

@@ -830,17 +830,24 @@ class _GatedFamily:
             args = layer_args[0][0]
             h0, c0 = states(0)
 
+            # The loop a user writes: the call with its state, nothing rebuilt per step (the
+            # PyTorch and ONNX Runtime loops are as lean). Without a handle the options go
+            # along; a handle holds them.
+            kw = {} if pack else dict(opts)
+
             def make(T):
                 xs = [prob.x[t:t + 1] for t in range(T)]
 
                 def stream():
-                    h, c = h0[0], (c0[0] if lstm else None)
+                    h = h0[0]
+                    if lstm:
+                        c = c0[0]
+                        for xt in xs:
+                            _, h, c = fn(xt, *args, h0=h, c0=c, **kw)
+                        return h, c
                     for xt in xs:
-                        out = fn(xt, *args, **call_kw(h, c))
-                        h = out.h_n
-                        if lstm:
-                            c = out.c_n
-                    return h, c
+                        h = fn(xt, *args, h0=h, **kw).h_n
+                    return h, None
                 return stream
 
             def extract(res):

@@ -178,8 +178,20 @@ inline int64_t elements(const std::vector<int64_t>& dims, size_t itemsize) {
 template <typename T>
 py::array_t<T> new_array(const std::vector<int64_t>& dims) {
     const int64_t n = elements(dims, sizeof(T));
-    const std::vector<py::ssize_t> shape(dims.begin(), dims.end());
     const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+    if (bytes < kCachedBlockBytes && dims.size() <= 4) {
+        // NumPy's own constructor, with the shape on the stack: py::array_t's shape and strides
+        // vectors cost more than the array itself (a streaming step makes three).
+        Py_intptr_t shape[4];
+        for (size_t i = 0; i < dims.size(); ++i) shape[i] = static_cast<Py_intptr_t>(dims[i]);
+        const auto& api = py::detail::npy_api::get();
+        PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, py::dtype::of<T>().release().ptr(),
+                                                static_cast<int>(dims.size()), shape, nullptr,
+                                                nullptr, 0, nullptr);
+        if (!a) throw py::error_already_set();
+        return py::reinterpret_steal<py::array_t<T>>(a);
+    }
+    const std::vector<py::ssize_t> shape(dims.begin(), dims.end());
     if (bytes < kCachedBlockBytes) return py::array_t<T>(shape);
     struct Owned {
         void* block;

@@ -325,9 +325,13 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
     seq.B = x.shape(batch_first ? 0 : 1);
     seq.I = x.shape(2);
 
-    LayerWeights lw;
+    // A handle's weights are used where they are (the caller holds the handle for the call);
+    // raw arrays are checked into `own`.
+    LayerWeights own;
+    const LayerWeights* handle_layer = nullptr;
     if (py::isinstance<PackedWeights>(w_ih_obj)) {
-        lw = w_ih_obj.cast<const PackedWeights&>().layer;
+        handle_layer = &w_ih_obj.cast<const PackedWeights&>().layer;
+        const LayerWeights& lw = *handle_layer;
         const char* names[] = {"weight_hh", "bias_ih", "bias_hh"};
         py::handle others[] = {w_hh_obj, b_ih_obj, b_hh_obj};
         for (int i = 0; i < 3; ++i)
@@ -362,8 +366,9 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
             family, nonlinearity_obj.is_none() ? std::string("tanh") : nonlinearity_obj.cast<std::string>(),
             reset_after.value_or(true));
         const int D = bidirectional.value_or(false) ? 2 : 1;
-        lw = check_weights(cell, D, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, &dtype, seq.I);
+        own = check_weights(cell, D, w_ih_obj, w_hh_obj, b_ih_obj, b_hh_obj, &dtype, seq.I);
     }
+    const LayerWeights& lw = handle_layer ? *handle_layer : own;
     if (lw.D == 2 && reverse)
         throw ValueError("reverse: a bidirectional call runs both directions; pass reverse=False");
     seq.H = lw.H;

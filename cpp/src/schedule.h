@@ -31,8 +31,9 @@ struct Schedule {
     explicit Schedule(const Sequence& s) : seq(s), order(s.B), len(s.B) {
         std::iota(order.begin(), order.end(), int64_t(0));
         auto length_of = [&](int64_t b) { return s.lengths ? s.lengths[b] : s.T; };
-        std::stable_sort(order.begin(), order.end(),
-                         [&](int64_t a, int64_t b) { return length_of(a) > length_of(b); });
+        if (s.lengths)  // (equal lengths keep the identity order; the sort's buffer costs a call)
+            std::stable_sort(order.begin(), order.end(),
+                             [&](int64_t a, int64_t b) { return length_of(a) > length_of(b); });
         for (int64_t j = 0; j < s.B; ++j) len[j] = length_of(order[j]);
         steps = s.B > 0 ? len[0] : 0;
         active.assign(steps, 0);

@@ -165,6 +165,30 @@ def test_arrays_from_the_cache_are_ordinary_writable_arrays():
     np.testing.assert_array_equal(view, (y2 + 1.0)[::2])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bidirectional, batch_first", [(False, False), (True, True)])
+def test_small_outputs_are_ordinary_arrays(dtype, bidirectional, batch_first):
+    """Outputs below the cache's block size come straight from NumPy: each owns its memory,
+    is C-contiguous, aligned and writable, and has the call's dtype and shape."""
+    rng = np.random.default_rng(2)
+    D, T, B, I, H = (2 if bidirectional else 1), 3, 2, 5, 4
+    lead = (D,) if bidirectional else ()
+    w = [rng.standard_normal(lead + s).astype(dtype) for s in [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
+    handle = F.pack_weights("lstm", *w, bidirectional=bidirectional)
+    for weights in (w, [handle]):
+        out = F.lstm(x, *weights, batch_first=batch_first, bidirectional=bidirectional)
+        want = {"y": x.shape[:2] + (D * H,), "h_n": lead + (B, H), "c_n": lead + (B, H)}
+        for name, shape in want.items():
+            a = getattr(out, name)
+            assert a.shape == shape and a.dtype == dtype, (name, a.shape, a.dtype)
+            assert a.flags.owndata and a.base is None, name
+            assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable, name
+        before = out.y.copy()
+        out.h_n[...] = 7                      # separate arrays: writing one leaves the others
+        np.testing.assert_array_equal(out.y, before)
+
+
 @pytest.mark.parametrize("value, exc, match", [
     (-1, ValueError, "nbytes: expected a byte count >= 0, got -1"),
     (1.5, TypeError, "nbytes: expected an int, got float"),

@@ -180,8 +180,9 @@ py::array_t<T> new_array(const std::vector<int64_t>& dims) {
     const int64_t n = elements(dims, sizeof(T));
     const size_t bytes = static_cast<size_t>(n) * sizeof(T);
     if (bytes < kCachedBlockBytes && dims.size() <= 4) {
-        // NumPy's own constructor, with the shape on the stack: py::array_t's shape and strides
-        // vectors cost more than the array itself (a streaming step makes three).
+        // NumPy's own constructor, with the shape on the stack: no shape and strides vectors
+        // to allocate and free, as py::array_t's constructor has (a streaming step makes three
+        // outputs).
         Py_intptr_t shape[4];
         for (size_t i = 0; i < dims.size(); ++i) shape[i] = static_cast<Py_intptr_t>(dims[i]);
         const auto& api = py::detail::npy_api::get();

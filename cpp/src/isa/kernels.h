@@ -16,8 +16,8 @@
 //        relative; a zmm division would cost more than the rest of the activation).
 //   NaN in gives NaN out: every clamp keeps NaN.
 
-// Unrolls the next loop completely. Every loop that indexes a micro-kernel's accumulator array
-// carries it: an array indexed by a loop variable lives on the stack, and an -O2 build (CMake's
+// Unrolls the next loop completely. The tile kernel's loops over its accumulator arrays carry
+// it: an array indexed by a loop variable lives on the stack, and an -O2 build (CMake's
 // RelWithDebInfo) left the loop over a one-row tile's partial sums rolled, so each FMA loaded
 // and stored its accumulator (LSTM streaming step, I=H=256, two threads: 28 us instead of 18).
 #define GATEDRNN_UNROLL _Pragma("GCC unroll 16")

@@ -52,6 +52,30 @@ def test_handle_gives_the_same_results_as_arrays(name, cell, G, opts):
 
 
 @pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
+@pytest.mark.parametrize("given", ["ih", "hh", "none"])
+def test_handle_folds_the_biases_it_was_given(name, cell, G, opts, given):
+    # The handle folds b_ih + b_hh once when packed (the reset-after GRU keeps b_hn apart);
+    # with one or both missing it must compute as the arrays do and as the reference does.
+    rng = np.random.default_rng(11)
+    T, B, I, H = 4, 3, 5, 16
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh, b_ih, b_hh = _weights(rng, G, I, H)
+    b_ih = b_ih if given == "ih" else None
+    b_hh = b_hh if given == "hh" else None
+    fwd = getattr(F, cell)
+    packed = F.pack_weights(cell, w_ih, w_hh, b_ih, b_hh, **opts)
+    via = fwd(x, packed)
+    raw = fwd(x, w_ih, w_hh, b_ih, b_hh, **opts)
+    np.testing.assert_array_equal(via.y, raw.y)
+    want = getattr(R, cell)(x, w_ih, w_hh, b_ih, b_hh, **opts)
+    np.testing.assert_allclose(via.y, want[0], rtol=1e-12, atol=1e-13)
+    # and the biases do matter: the same handle without them gives another answer
+    if given != "none":
+        bare = fwd(x, F.pack_weights(cell, w_ih, w_hh, **opts))
+        assert np.abs(bare.y - via.y).max() > 1e-3
+
+
+@pytest.mark.parametrize("name, cell, G, opts", CELLS, ids=IDS)
 def test_streaming_one_step_per_call_matches_the_whole_sequence(name, cell, G, opts):
     rng = np.random.default_rng(2)
     T, B, I, H = 9, 1, 5, 8

@@ -191,11 +191,10 @@ void prepare(LayerWeights& lw) {
         auto layer = std::make_shared<PackedLayer<T>>();
         const Weights<T> w = lw.direction<T>(d);
         PackedLayer<T>* out = layer.get();
-        const int G = gate_count(lw.cell);
         const int64_t I = lw.I, H = lw.H;
         {
             py::gil_scoped_release release;
-            pack_layer(*out, w, G, I, H);
+            pack_layer(*out, w, lw.cell, I, H);
         }
         lw.packed[d] = layer;
     }

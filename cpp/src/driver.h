@@ -320,8 +320,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     //    steps into a bounded buffer, each block just before its steps, so memory stays small
     //    whatever T*B is. In packed order a block of steps is a contiguous range of rows. The
     //    folded bias is added in each step's pointwise kernel, where xw is read anyway.
-    std::vector<T> bias(GH);
-    cell.fold_bias(bias.data(), w, H);
+    Buffer<T> bias_local(prepared ? 0 : GH);
+    if (!prepared) cell.fold_bias(bias_local.get(), w, H);
+    const T* bias = prepared ? prepared->bias.get() : bias_local.get();
     // Packing a matrix costs two passes over it and pays back over many rows or steps; a call
     // with only a few (a single step of a small batch) reads the weights in place instead.
     const bool in_place = !prepared && (N <= kInPlaceRows ||
@@ -476,7 +477,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.Bs = Bs;
             a.H = H;
             a.xw = xw + (p0 - sched.offset[s0]) * GH;
-            a.bias = bias.data();
+            a.bias = bias;
             a.h = h_in_y && s > 0 ? y + sched.offset[s - 1] * H : h_buf[cur].get();
             a.h_rec = mask ? h_rec_buf[cur].get() : a.h;
             a.h_out = h_in_y ? y + p0 * H : h_buf[nxt].get();

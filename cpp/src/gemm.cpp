@@ -419,17 +419,20 @@ bool PackedLayer<T>::current() const {
 }
 
 template <typename T>
-void pack_layer(PackedLayer<T>& out, const Weights<T>& w, int G, int64_t I, int64_t H) {
+void pack_layer(PackedLayer<T>& out, const Weights<T>& w, CellType cell, int64_t I, int64_t H) {
+    const int G = gate_count(cell);
     out.G = G;
     out.I = I;
     out.H = H;
     detail::pack_b(out.ih, Trans::yes, w.w_ih, I, I, G * H);
     for (int g = 0; g < G; ++g) detail::pack_b(out.hh[g], Trans::yes, w.w_hh + g * H * H, H, H, H);
+    out.bias.reset(G * H);
+    detail::fold_bias(out.bias.get(), w, G, H, cell == CellType::gru_reset_after);
 }
 
 template struct PackedLayer<float>;
 template struct PackedLayer<double>;
-template void pack_layer<float>(PackedLayer<float>&, const Weights<float>&, int, int64_t, int64_t);
-template void pack_layer<double>(PackedLayer<double>&, const Weights<double>&, int, int64_t, int64_t);
+template void pack_layer<float>(PackedLayer<float>&, const Weights<float>&, CellType, int64_t, int64_t);
+template void pack_layer<double>(PackedLayer<double>&, const Weights<double>&, CellType, int64_t, int64_t);
 
 }  // namespace gatedrnn

@@ -22,11 +22,7 @@ struct GruCell {
     int backward_phases() const { return reset_after ? 2 : 3; }
 
     void fold_bias(T* bias, const Weights<T>& w, int64_t H) const {
-        // reset_after keeps b_hn inside r (.) (W_hn h' + b_hn): only b_in folds.
-        for (int64_t k = 0; k < 3 * H; ++k) {
-            const bool keep_b_hn = reset_after && k >= 2 * H;
-            bias[k] = (w.b_ih ? w.b_ih[k] : T(0)) + (w.b_hh && !keep_b_hn ? w.b_hh[k] : T(0));
-        }
+        detail::fold_bias(bias, w, G, H, reset_after);
     }
 
     // Phase 0's recurrent GEMM, which forward_phase(0) runs unless a.gemm0_done: all three

@@ -17,8 +17,7 @@ struct RnnCell {
     int backward_phases() const { return 2; }
 
     void fold_bias(T* bias, const Weights<T>& w, int64_t H) const {
-        for (int64_t k = 0; k < H; ++k)
-            bias[k] = (w.b_ih ? w.b_ih[k] : T(0)) + (w.b_hh ? w.b_hh[k] : T(0));
+        detail::fold_bias(bias, w, G, H, false);
     }
 
     // Phase 0's recurrent GEMM, which forward_phase(0) runs unless a.gemm0_done.

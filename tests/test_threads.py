@@ -59,29 +59,38 @@ def _run(job):
     return res
 
 
-def test_concurrent_calls_match_serial_calls():
-    jobs = [_job(i) for i in range(N_THREADS * CALLS_PER_THREAD)]
-    serial = [_run(job) for job in jobs]
-
-    results = [None] * len(jobs)
+def _in_threads(work, n=N_THREADS, timeout=300):
+    """Runs work(t) on n Python threads at once; fails on a hang or on any thread's exception
+    (which would otherwise be lost with its thread)."""
     errors = []
-    barrier = threading.Barrier(N_THREADS)
+    barrier = threading.Barrier(n)
 
     def worker(t):
         try:
             barrier.wait(timeout=60)
-            for i in range(t, len(jobs), N_THREADS):
-                results[i] = _run(jobs[i])
+            work(t)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(N_THREADS)]
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n)]
     for th in threads:
         th.start()
     for th in threads:
-        th.join(timeout=300)
+        th.join(timeout=timeout)
     assert not any(th.is_alive() for th in threads), "a thread hangs (deadlock?)"
     assert not errors, errors
+
+
+def test_concurrent_calls_match_serial_calls():
+    jobs = [_job(i) for i in range(N_THREADS * CALLS_PER_THREAD)]
+    serial = [_run(job) for job in jobs]
+    results = [None] * len(jobs)
+
+    def work(t):
+        for i in range(t, len(jobs), N_THREADS):
+            results[i] = _run(jobs[i])
+
+    _in_threads(work)
 
     for i, (job, want, got) in enumerate(zip(jobs, serial, results)):
         variant, kw, _, _, (T, B, I, H) = job
@@ -447,13 +456,14 @@ COLD_PAUSE = 0.03
 
 
 def _one_step_gru():
-    """A one-step GRU call that a team of two shares when it is awake: B=1, H=512, its 6 MB of
-    weights need two cores' L2 caches."""
+    """A short GRU call that a team of two shares when it is awake: B=1, H=512, its 6 MB of
+    weights need two cores' L2 caches. Two steps: a single step would go to the helper threads
+    (run_shares), which never hold a call up and need no cold-start policy."""
     rng = np.random.default_rng(5)
     H = 512
     w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
          for s in ((3 * H, H), (3 * H, H), (3 * H,), (3 * H,))]
-    x = rng.standard_normal((1, 1, H)).astype(np.float32)
+    x = rng.standard_normal((2, 1, H)).astype(np.float32)
     return lambda: F.gru(x, *w)
 
 
@@ -534,3 +544,106 @@ def test_cold_start_environment_variable():
                           timeout=120, env=dict(os.environ, GATEDRNN_COLD_START="sometimes"))
     assert proc.returncode != 0
     assert "GATEDRNN_COLD_START: expected 'adaptive' or 'team', got 'sometimes'" in proc.stderr
+
+
+# Helper threads (cpp/src/parallel.h, run_shares): a one-step call whose parts need no barrier
+# (streaming) runs them as independent shares. The caller takes share 0 and every share no
+# helper has claimed, so results are those of any other thread count, whoever ran what.
+
+def _streaming_lstm(seed, H=256, steps=60):
+    """A packed LSTM handle and `steps` one-step inputs (B=1, I=H): two threads' worth of
+    weights (2 MB), so a step is split between a team of two."""
+    rng = np.random.default_rng(seed)
+    w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+         for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
+    xs = rng.standard_normal((steps, 1, 1, H)).astype(np.float32)
+    packed = F.pack_weights("lstm", *w)
+    # Packing ran an OpenMP team, whose idle worker spins for a few milliseconds on the core a
+    # helper would use; on a 2-CPU machine the helper would hardly run until it sleeps.
+    time.sleep(0.03)
+    return packed, xs
+
+
+def _stream(packed, xs):
+    h = c = None
+    out = []
+    for x in xs:
+        y, h, c = F.lstm(x, packed, h0=h, c0=c)
+        out.append(y)
+    return np.concatenate(out), h, c
+
+
+@pytest.fixture
+def two_threads():
+    from gatedrnn import _core
+    if not gatedrnn.info()["openmp"]:
+        pytest.skip("built without OpenMP: one thread only")
+    saved = gatedrnn.get_num_threads()
+    gatedrnn.set_num_threads(2)
+    yield _core
+    gatedrnn.set_num_threads(saved)
+
+
+def test_streaming_steps_run_on_the_helpers_with_the_same_results(two_threads):
+    core = two_threads
+    packed, xs = _streaming_lstm(21)
+    before = core._helped_jobs()
+    team = _stream(packed, xs)
+    assert core._helped_jobs() > before, "no step was shared with a helper"
+    time.sleep(0.02)          # the helpers have gone to sleep (they spin 2 ms)
+    again = _stream(packed, xs)
+    gatedrnn.set_num_threads(1)
+    alone = _stream(packed, xs)
+    for a, b, c in zip(team, again, alone):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+    # and they are the whole sequence's results, step by step
+    w = [packed.weight_ih, packed.weight_hh, packed.bias_ih, packed.bias_hh]
+    whole = F.lstm(xs[:, 0], *w)
+    np.testing.assert_allclose(alone[0], whole.y, rtol=2e-5, atol=2e-6)
+
+
+def test_concurrent_streaming_callers_share_the_helpers_correctly(two_threads):
+    # One caller at a time has the helpers; the others run their steps on OpenMP teams.
+    jobs = [_streaming_lstm(30 + i, steps=40) for i in range(N_THREADS)]
+    want = [_stream(*job) for job in jobs]
+
+    def work(i):
+        for _ in range(3):
+            for a, b in zip(_stream(*jobs[i]), want[i]):
+                np.testing.assert_array_equal(a, b)
+
+    _in_threads(work, timeout=120)
+
+
+def test_helpers_after_fork():
+    # A forked child has no helper threads: it starts its own and computes the same steps.
+    code = textwrap.dedent("""
+        import os, sys
+        import numpy as np
+        import gatedrnn
+        import gatedrnn.functional as F
+        gatedrnn.set_num_threads(2)
+        rng = np.random.default_rng(3)
+        H = 256
+        w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+             for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
+        packed = F.pack_weights("lstm", *w)
+        xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
+        def stream():
+            h = c = None
+            for x in xs:
+                y, h, c = F.lstm(x, packed, h0=h, c0=c)
+            return h
+        want = stream()              # the parent's helpers are running
+        pid = os.fork()
+        if pid == 0:
+            code = 0 if np.array_equal(stream(), want) else 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "0", proc.stdout + proc.stderr[-2000:]

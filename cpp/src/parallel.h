@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -106,6 +107,21 @@ private:
     int64_t size_ = 0;
 };
 
+// Helper threads for short jobs of independent shares (helpers.cpp). An OpenMP region costs
+// ~1.2 us to start and end on the machine of gatedrnn/threads.h when its threads have just
+// streamed a megabyte each (a streaming step: LSTM I=H=256, two threads, ~17 us in all); a
+// helper spinning on one word takes its share ~1 us sooner. run_shares_on_helpers runs
+// fn(ctx, s) for s in [0, shares), each once, each under DenormalsAreZero: the caller runs share
+// 0 and then every share no helper has claimed, so a helper that sleeps, or whose core the host
+// has taken away, never holds the job up (it just does not help). It returns false, having run
+// nothing, when the helpers are busy with another caller's job or cannot be started. Helpers
+// spin 2 ms after a job, then sleep; quiet_helpers (called as an OpenMP region starts) sends
+// spinning ones to sleep at once, so they never compete with an OpenMP team for cores.
+// helped_jobs: jobs in which a helper ran a share (tests).
+bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx);
+void quiet_helpers();
+int64_t helped_jobs();
+
 // Runs body(thread_index, team) on up to `threads` threads (team: how many OpenMP started),
 // each holding DenormalsAreZero; inline on the caller when threads <= 1. The first exception
 // a thread throws is caught, kept, and rethrown after the region (none may escape it).
@@ -113,6 +129,7 @@ template <typename Body>
 void parallel_region(int threads, Body&& body) {
 #ifdef _OPENMP
     if (threads > 1) {
+        quiet_helpers();
         std::exception_ptr error;
         std::mutex error_lock;
         // Timings for the cold-start estimate (gatedrnn/threads.h, CallThreads).
@@ -143,8 +160,24 @@ void parallel_region(int threads, Body&& body) {
         return;
     }
 #endif
+    (void)threads;
     DenormalsAreZero daz;
     body(0, 1);
+}
+
+// Runs body(s) for the `shares` independent shares s in [0, shares) (no barrier between them:
+// they may run one after another on one thread), on helper threads where they are free and
+// otherwise on an OpenMP region, each thread taking shares tid, tid + team, ...
+template <typename Body>
+void run_shares(int shares, Body&& body) {
+    using Fn = std::remove_reference_t<Body>;
+    if (shares > 1 &&
+        run_shares_on_helpers(shares, [](void* c, int s) { (*static_cast<Fn*>(c))(s); },
+                              const_cast<void*>(static_cast<const void*>(&body))))
+        return;
+    parallel_region(shares, [&](int tid, int team) {
+        for (int s = tid; s < shares; s += team) body(s);
+    });
 }
 
 // Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).

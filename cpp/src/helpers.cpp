@@ -1,0 +1,187 @@
+// The helper threads behind run_shares (parallel.h).
+#include "parallel.h"
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#ifdef __unix__
+#include <pthread.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#define GATEDRNN_PAUSE() _mm_pause()
+#else
+#define GATEDRNN_PAUSE() std::this_thread::yield()
+#endif
+
+namespace gatedrnn::detail {
+namespace {
+
+// A helper spins this long after its last share before it sleeps: a streaming caller's next
+// step (Python in between: ~5-10 us) finds it awake. libgomp's workers spin ~6-9 ms on the
+// machine of gatedrnn/threads.h; ours stand down at once when an OpenMP region starts
+// (quiet_helpers), so their spin never competes with a team of ours.
+constexpr int64_t kSpinNs = 2'000'000;
+constexpr int kMaxShares = 255;   // shares per job fit in 8 bits of the job word
+
+// The current job in one word, so that a claim is one compare-and-swap: epoch (bits 16..63,
+// new for every job), shares (bits 8..15) and the next unclaimed share (bits 0..7).
+constexpr uint64_t job_word(uint64_t epoch, int shares, int next) {
+    return epoch << 16 | static_cast<uint64_t>(shares) << 8 | static_cast<uint64_t>(next);
+}
+constexpr uint64_t epoch_of(uint64_t w) { return w >> 16; }
+constexpr int shares_of(uint64_t w) { return static_cast<int>(w >> 8 & 0xff); }
+constexpr int next_of(uint64_t w) { return static_cast<int>(w & 0xff); }
+
+struct Pool {
+    alignas(64) std::atomic<uint64_t> job{0};
+    alignas(64) std::atomic<int> done{0};        // shares of the current job finished
+    alignas(64) std::atomic<int> sleepers{0};
+    std::atomic<bool> stand_down{false};         // an OpenMP region started: sleep now
+    std::atomic<int64_t> helped{0};              // jobs in which a helper ran a share (tests)
+    std::atomic_flag busy = ATOMIC_FLAG_INIT;    // one caller's job at a time
+    void (*fn)(void*, int) = nullptr;
+    void* ctx = nullptr;
+    std::exception_ptr error;
+    std::mutex error_lock;
+    std::mutex sleep_lock;
+    std::condition_variable wake;
+    int helpers = 0;                             // changed only by the caller holding busy
+
+    // Runs share s of the current job on this thread; the first exception is kept.
+    void run(int s) {
+        try {
+            DenormalsAreZero daz;
+            fn(ctx, s);
+        } catch (...) {
+            std::lock_guard<std::mutex> guard(error_lock);
+            if (!error) error = std::current_exception();
+        }
+        done.fetch_add(1, std::memory_order_acq_rel);
+    }
+
+    // Claims and runs unclaimed shares of the job in w until none is left; returns how many.
+    int claim(uint64_t w) {
+        int ran = 0;
+        while (next_of(w) < shares_of(w)) {
+            if (job.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+                run(next_of(w));
+                ++ran;
+                w = job.load(std::memory_order_acquire);
+            }
+        }
+        return ran;
+    }
+
+    void helper_loop() {
+        uint64_t seen = epoch_of(job.load(std::memory_order_acquire));
+        for (;;) {
+            int64_t deadline = monotonic_ns() + kSpinNs;
+            for (int spins = 1;; ++spins) {
+                const uint64_t w = job.load(std::memory_order_acquire);
+                if (epoch_of(w) != seen) {
+                    seen = epoch_of(w);
+                    if (claim(w) > 0) helped.fetch_add(1, std::memory_order_relaxed);
+                    deadline = monotonic_ns() + kSpinNs;
+                    continue;
+                }
+                GATEDRNN_PAUSE();
+                if (spins % 256 == 0 &&
+                    (stand_down.load(std::memory_order_relaxed) || monotonic_ns() > deadline))
+                    break;
+            }
+            std::unique_lock<std::mutex> lock(sleep_lock);
+            sleepers.fetch_add(1, std::memory_order_seq_cst);
+            while (epoch_of(job.load(std::memory_order_seq_cst)) == seen) wake.wait(lock);
+            sleepers.fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
+
+    // Starts helpers until there are n; false if the system would not start one.
+    bool ensure_helpers(int n) {
+        while (helpers < n) {
+            try {
+                std::thread([this] { helper_loop(); }).detach();
+            } catch (const std::system_error&) {
+                return false;
+            }
+            ++helpers;
+        }
+        return true;
+    }
+};
+
+std::atomic<Pool*> current_pool{nullptr};
+std::once_flag pool_once;
+
+// A forked child has none of the parent's helper threads: it starts a new pool (the parent's,
+// whose locks may have been held at the fork, is left alone).
+void after_fork_in_child() { current_pool.store(nullptr, std::memory_order_relaxed); }
+
+Pool& pool() {
+    Pool* p = current_pool.load(std::memory_order_acquire);
+    if (p) return *p;
+    std::call_once(pool_once, [] {
+#ifdef __unix__
+        pthread_atfork(nullptr, nullptr, after_fork_in_child);
+#endif
+    });
+    Pool* fresh = new Pool;   // never freed: helpers may be waiting on it at exit
+    Pool* expected = nullptr;
+    if (!current_pool.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+        delete fresh;
+        return *expected;
+    }
+    return *fresh;
+}
+
+}  // namespace
+
+bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
+    if (shares <= 1 || shares > kMaxShares) return false;
+    Pool& p = pool();
+    if (p.busy.test_and_set(std::memory_order_acquire)) return false;   // another caller's job
+    if (!p.ensure_helpers(shares - 1)) {
+        p.busy.clear(std::memory_order_release);
+        return false;
+    }
+    p.fn = fn;
+    p.ctx = ctx;
+    p.error = nullptr;
+    p.done.store(0, std::memory_order_relaxed);
+    if (p.stand_down.load(std::memory_order_relaxed)) p.stand_down.store(false, std::memory_order_relaxed);
+    const uint64_t epoch = epoch_of(p.job.load(std::memory_order_relaxed)) + 1;
+    p.job.store(job_word(epoch, shares, 1), std::memory_order_seq_cst);   // share 0 is ours
+    if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
+        // Sleeping helpers: woken now, they may still take a share of a long job (a streaming
+        // step is over before they are up; the next one finds them awake).
+        { std::lock_guard<std::mutex> guard(p.sleep_lock); }
+        p.wake.notify_all();
+    }
+    p.run(0);
+    p.claim(p.job.load(std::memory_order_acquire));
+    // Every share is claimed now; wait for those a helper is still running.
+    while (p.done.load(std::memory_order_acquire) != shares) GATEDRNN_PAUSE();
+    std::exception_ptr error = p.error;
+    p.busy.clear(std::memory_order_release);
+    if (error) std::rethrow_exception(error);
+    return true;
+}
+
+void quiet_helpers() {
+    Pool* p = current_pool.load(std::memory_order_relaxed);
+    if (p && !p->stand_down.load(std::memory_order_relaxed))
+        p->stand_down.store(true, std::memory_order_relaxed);
+}
+
+int64_t helped_jobs() {
+    Pool* p = current_pool.load(std::memory_order_relaxed);
+    return p ? p->helped.load(std::memory_order_relaxed) : 0;
+}
+
+}  // namespace gatedrnn::detail

@@ -647,3 +647,40 @@ def test_helpers_after_fork():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "0", proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("env", [{"OMP_PROC_BIND": "true"}, {"OMP_THREAD_LIMIT": "1"}],
+                         ids=["OMP_PROC_BIND", "OMP_THREAD_LIMIT"])
+def test_helpers_step_aside_where_openmp_limits_or_binds_threads(env):
+    # Bound threads (helpers would share the caller's core) or a thread limit below the team:
+    # the steps run on OpenMP's terms, with the same results.
+    code = textwrap.dedent("""
+        import numpy as np
+        import gatedrnn
+        import gatedrnn.functional as F
+        from gatedrnn import _core
+        if not gatedrnn.info()["openmp"]:
+            print("skip"); raise SystemExit
+        rng = np.random.default_rng(3)
+        H = 256
+        w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+             for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
+        packed = F.pack_weights("lstm", *w)
+        xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
+        def stream():
+            h = c = None
+            for x in xs:
+                y, h, c = F.lstm(x, packed, h0=h, c0=c)
+            return h
+        gatedrnn.set_num_threads(2)
+        two = stream()
+        helped = _core._helped_jobs()
+        gatedrnn.set_num_threads(1)
+        print(helped, np.array_equal(two, stream()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, **env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if proc.stdout.strip() == "skip":
+        pytest.skip("built without OpenMP")
+    assert proc.stdout.split() == ["0", "True"], proc.stdout + proc.stderr[-2000:]

@@ -7,9 +7,13 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #ifdef __unix__
 #include <pthread.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
@@ -64,10 +68,12 @@ struct Pool {
         done.fetch_add(1, std::memory_order_acq_rel);
     }
 
-    // Claims and runs unclaimed shares of the job in w until none is left; returns how many.
+    // Claims and runs unclaimed shares of the job in w (of that job only) until none is left;
+    // returns how many.
     int claim(uint64_t w) {
+        const uint64_t epoch = epoch_of(w);
         int ran = 0;
-        while (next_of(w) < shares_of(w)) {
+        while (epoch_of(w) == epoch && next_of(w) < shares_of(w)) {
             if (job.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
                                           std::memory_order_acquire)) {
                 run(next_of(w));
@@ -78,7 +84,11 @@ struct Pool {
         return ran;
     }
 
-    void helper_loop() {
+    // Helper `index` (0, 1, ...) serves jobs of more than index + 1 shares: the others leave it
+    // spinning out its time and then asleep (a pool started for a wide job does not keep every
+    // helper spinning through a stream of two-share jobs).
+    void helper_loop(int index) {
+        const auto wanted = [index](uint64_t w) { return index < shares_of(w) - 1; };
         uint64_t seen = epoch_of(job.load(std::memory_order_acquire));
         for (;;) {
             int64_t deadline = monotonic_ns() + kSpinNs;
@@ -86,8 +96,10 @@ struct Pool {
                 const uint64_t w = job.load(std::memory_order_acquire);
                 if (epoch_of(w) != seen) {
                     seen = epoch_of(w);
-                    if (claim(w) > 0) helped.fetch_add(1, std::memory_order_relaxed);
-                    deadline = monotonic_ns() + kSpinNs;
+                    if (wanted(w)) {
+                        if (claim(w) > 0) helped.fetch_add(1, std::memory_order_relaxed);
+                        deadline = monotonic_ns() + kSpinNs;
+                    }
                     continue;
                 }
                 GATEDRNN_PAUSE();
@@ -97,7 +109,11 @@ struct Pool {
             }
             std::unique_lock<std::mutex> lock(sleep_lock);
             sleepers.fetch_add(1, std::memory_order_seq_cst);
-            while (epoch_of(job.load(std::memory_order_seq_cst)) == seen) wake.wait(lock);
+            for (;;) {   // (the predicate also absorbs spurious wake-ups)
+                const uint64_t w = job.load(std::memory_order_seq_cst);
+                if (epoch_of(w) != seen && wanted(w)) break;
+                wake.wait(lock);
+            }
             sleepers.fetch_sub(1, std::memory_order_relaxed);
         }
     }
@@ -106,8 +122,9 @@ struct Pool {
     bool ensure_helpers(int n) {
         while (helpers < n) {
             try {
-                std::thread([this] { helper_loop(); }).detach();
-            } catch (const std::system_error&) {
+                const int index = helpers;
+                std::thread([this, index] { helper_loop(index); }).detach();
+            } catch (...) {   // std::system_error, or std::bad_alloc
                 return false;
             }
             ++helpers;
@@ -121,7 +138,7 @@ std::once_flag pool_once;
 
 // A forked child has none of the parent's helper threads: it starts a new pool (the parent's,
 // whose locks may have been held at the fork, is left alone).
-void after_fork_in_child() { current_pool.store(nullptr, std::memory_order_relaxed); }
+void after_fork_in_child() { current_pool.store(nullptr, std::memory_order_release); }
 
 Pool& pool() {
     Pool* p = current_pool.load(std::memory_order_acquire);
@@ -144,6 +161,14 @@ Pool& pool() {
 
 bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
     if (shares <= 1 || shares > kMaxShares) return false;
+#ifdef _OPENMP
+    // Where OpenMP would give the call fewer threads (inside a parallel region, under
+    // OMP_THREAD_LIMIT) or bind them (OMP_PROC_BIND: helpers would share the caller's core),
+    // it decides: parallel_region.
+    if (omp_in_parallel() || omp_get_thread_limit() < shares ||
+        omp_get_proc_bind() != omp_proc_bind_false)
+        return false;
+#endif
     Pool& p = pool();
     if (p.busy.test_and_set(std::memory_order_acquire)) return false;   // another caller's job
     if (!p.ensure_helpers(shares - 1)) {
@@ -167,20 +192,20 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
     p.claim(p.job.load(std::memory_order_acquire));
     // Every share is claimed now; wait for those a helper is still running.
     while (p.done.load(std::memory_order_acquire) != shares) GATEDRNN_PAUSE();
-    std::exception_ptr error = p.error;
+    std::exception_ptr error = std::exchange(p.error, nullptr);
     p.busy.clear(std::memory_order_release);
     if (error) std::rethrow_exception(error);
     return true;
 }
 
 void quiet_helpers() {
-    Pool* p = current_pool.load(std::memory_order_relaxed);
+    Pool* p = current_pool.load(std::memory_order_acquire);
     if (p && !p->stand_down.load(std::memory_order_relaxed))
         p->stand_down.store(true, std::memory_order_relaxed);
 }
 
 int64_t helped_jobs() {
-    Pool* p = current_pool.load(std::memory_order_relaxed);
+    Pool* p = current_pool.load(std::memory_order_acquire);
     return p ? p->helped.load(std::memory_order_relaxed) : 0;
 }
 

@@ -114,7 +114,9 @@ private:
 // fn(ctx, s) for s in [0, shares), each once, each under DenormalsAreZero: the caller runs share
 // 0 and then every share no helper has claimed, so a helper that sleeps, or whose core the host
 // has taken away, never holds the job up (it just does not help). It returns false, having run
-// nothing, when the helpers are busy with another caller's job or cannot be started. Helpers
+// nothing, when the helpers are busy with another caller's job or cannot be started, or where
+// OpenMP would limit or bind the threads (inside a parallel region, OMP_THREAD_LIMIT,
+// OMP_PROC_BIND): parallel_region then follows OpenMP's rules. Helpers
 // spin 2 ms after a job, then sleep; quiet_helpers (called as an OpenMP region starts) sends
 // spinning ones to sleep at once, so they never compete with an OpenMP team for cores.
 // helped_jobs: jobs in which a helper ran a share (tests).

@@ -41,7 +41,8 @@ private:
 // wake-up cost is measured at every cold start of the team (parallel_region), so where it is
 // cheap nothing changes. Results never depend on the thread count. (A one-step call whose parts
 // need no barrier runs on helper threads instead, cpp/src/parallel.h run_shares, which never
-// wait for a sleeping thread: there a cold start costs nothing but the help.)
+// wait for a sleeping thread: there a cold start costs nothing but the help. This policy may
+// still run the first calls of a burst alone while the OpenMP team counts as cold.)
 // GATEDRNN_COLD_START=team (read at import; "adaptive" is the default, anything else a
 // ValueError) or set_cold_start_adaptive(false) turns this off: every call then sizes its team
 // as if the team were awake. The bindings hold a CallThreads for each call into the core

@@ -616,25 +616,32 @@ def test_concurrent_streaming_callers_share_the_helpers_correctly(two_threads):
     _in_threads(work, timeout=120)
 
 
+# The start of a fresh interpreter's script: a packed LSTM handle (I=H=256, two threads' worth
+# of weights) and stream(), 30 one-step calls returning the last h.
+_STREAM_SCRIPT = """
+import os, sys
+import numpy as np
+import gatedrnn
+import gatedrnn.functional as F
+from gatedrnn import _core
+rng = np.random.default_rng(3)
+H = 256
+w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+     for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
+packed = F.pack_weights("lstm", *w)
+xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
+def stream():
+    h = c = None
+    for x in xs:
+        y, h, c = F.lstm(x, packed, h0=h, c0=c)
+    return h
+"""
+
+
 def test_helpers_after_fork():
     # A forked child has no helper threads: it starts its own and computes the same steps.
-    code = textwrap.dedent("""
-        import os, sys
-        import numpy as np
-        import gatedrnn
-        import gatedrnn.functional as F
+    code = _STREAM_SCRIPT + textwrap.dedent("""
         gatedrnn.set_num_threads(2)
-        rng = np.random.default_rng(3)
-        H = 256
-        w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
-             for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
-        packed = F.pack_weights("lstm", *w)
-        xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
-        def stream():
-            h = c = None
-            for x in xs:
-                y, h, c = F.lstm(x, packed, h0=h, c0=c)
-            return h
         want = stream()              # the parent's helpers are running
         pid = os.fork()
         if pid == 0:
@@ -654,24 +661,9 @@ def test_helpers_after_fork():
 def test_helpers_step_aside_where_openmp_limits_or_binds_threads(env):
     # Bound threads (helpers would share the caller's core) or a thread limit below the team:
     # the steps run on OpenMP's terms, with the same results.
-    code = textwrap.dedent("""
-        import numpy as np
-        import gatedrnn
-        import gatedrnn.functional as F
-        from gatedrnn import _core
+    code = _STREAM_SCRIPT + textwrap.dedent("""
         if not gatedrnn.info()["openmp"]:
             print("skip"); raise SystemExit
-        rng = np.random.default_rng(3)
-        H = 256
-        w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
-             for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
-        packed = F.pack_weights("lstm", *w)
-        xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
-        def stream():
-            h = c = None
-            for x in xs:
-                y, h, c = F.lstm(x, packed, h0=h, c0=c)
-            return h
         gatedrnn.set_num_threads(2)
         two = stream()
         helped = _core._helped_jobs()

@@ -116,9 +116,9 @@ private:
 // has taken away, never holds the job up (it just does not help). It returns false, having run
 // nothing, when the helpers are busy with another caller's job or cannot be started, or where
 // OpenMP would limit or bind the threads (inside a parallel region, OMP_THREAD_LIMIT,
-// OMP_PROC_BIND): parallel_region then follows OpenMP's rules. Helpers
-// spin 2 ms after a job, then sleep; quiet_helpers (called as an OpenMP region starts) sends
-// spinning ones to sleep at once, so they never compete with an OpenMP team for cores.
+// OMP_PROC_BIND): parallel_region then follows OpenMP's rules. Helpers spin 2 ms after a job,
+// then sleep; quiet_helpers (called as an OpenMP region starts) sends spinning ones to sleep at
+// once, so they never compete with an OpenMP team for cores.
 // helped_jobs: jobs in which a helper ran a share (tests).
 bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx);
 void quiet_helpers();

@@ -558,8 +558,8 @@ def _streaming_lstm(seed, H=256, steps=60):
          for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
     xs = rng.standard_normal((steps, 1, 1, H)).astype(np.float32)
     packed = F.pack_weights("lstm", *w)
-    # Packing ran an OpenMP team, whose idle worker spins for a few milliseconds on the core a
-    # helper would use; on a 2-CPU machine the helper would hardly run until it sleeps.
+    # Packing ran an OpenMP team, whose idle workers spin for a few milliseconds on the cores
+    # helpers would use: until it counts as cold (10 ms), steps run on OpenMP teams.
     time.sleep(0.03)
     return packed, xs
 
@@ -630,6 +630,7 @@ w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
      for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
 packed = F.pack_weights("lstm", *w)
 xs = rng.standard_normal((30, 1, 1, H)).astype(np.float32)
+import time; time.sleep(0.03)   # packing's OpenMP team goes idle (helpers wait for that)
 def stream():
     h = c = None
     for x in xs:

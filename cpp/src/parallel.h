@@ -116,7 +116,9 @@ private:
 // has taken away, never holds the job up (it just does not help). It returns false, having run
 // nothing, when the helpers are busy with another caller's job or cannot be started, or where
 // OpenMP would limit or bind the threads (inside a parallel region, OMP_THREAD_LIMIT,
-// OMP_PROC_BIND): parallel_region then follows OpenMP's rules. Helpers spin 2 ms after a job,
+// OMP_PROC_BIND): parallel_region then follows OpenMP's rules; and while an OpenMP team of ours
+// is still awake (team_is_cold: its idle workers spin on the cores helpers would use), when an
+// OpenMP region is the cheaper hand-off anyway. Helpers spin 2 ms after a job,
 // then sleep; quiet_helpers (called as an OpenMP region starts) sends spinning ones to sleep at
 // once, so they never compete with an OpenMP team for cores.
 // helped_jobs: jobs in which a helper ran a share (tests).

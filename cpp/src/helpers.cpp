@@ -181,8 +181,7 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
         return false;
     }
     p.fn = fn;
-    p.ctx = ctx;
-    p.error = nullptr;
+    p.ctx = ctx;   // (p.error is null between jobs: each job takes its own out)
     p.done.store(0, std::memory_order_relaxed);
     if (p.stand_down.load(std::memory_order_relaxed)) p.stand_down.store(false, std::memory_order_relaxed);
     const uint64_t epoch = epoch_of(p.job.load(std::memory_order_relaxed)) + 1;

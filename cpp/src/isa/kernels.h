@@ -404,6 +404,17 @@ struct GemmKernels {
                                  overwrite, NR, pf, next_lines);
     }
 
+    // One call for a row tile against consecutive panels: a short-depth tile (K = B for a
+    // one-step call's weight gradients) is ~200 cycles of FMAs, and one call through the
+    // table per tile added ~10% to that (gemm_prepacked's short-depth walk).
+    static void kernel_panels(int64_t kc, const T* a, int64_t rows, const T* b,
+                              int64_t panel_stride, int64_t panels, T* C, int64_t ldc,
+                              int64_t cols, T alpha, T beta, bool overwrite, int chains) {
+        for (int64_t j = 0; j < panels; ++j)
+            tile_rows<MR, true>(rows, chains, kc, a, 1, rows, b + j * panel_stride, C + j * NR,
+                                ldc, min64(NR, cols - j * NR), alpha, beta, overwrite);
+    }
+
     static void kernel_strided_b(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                                  const T* b, int64_t ldb, T* C, int64_t ldc, T alpha, T beta,
                                  bool overwrite, int chains) {
@@ -785,6 +796,7 @@ gatedrnn::isa::Kernels<typename V::T> make_kernels() {
     k.pack_a = &GemmKernels<V>::pack_a;
     k.kernel = &GemmKernels<V>::kernel;
     k.kernel_strided_b = &GemmKernels<V>::kernel_strided_b;
+    k.kernel_panels = &GemmKernels<V>::kernel_panels;
     k.gemm_nt_direct = &GemmKernels<V>::gemm_nt_direct;
     k.gemm_small_m = &GemmKernels<V>::gemm_small_m;
     k.small_m_scratch = &GemmKernels<V>::small_m_scratch;

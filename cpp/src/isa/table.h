@@ -102,6 +102,12 @@ struct Kernels {
     void (*kernel)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,
                    const T* b, T* C, int64_t ldc, int64_t cols, T alpha, T beta, bool overwrite,
                    const void* next, int64_t next_lines, int chains);
+    // kernel for a packed A panel of `rows` rows against `panels` consecutive packed panels,
+    // panel j at b + j * panel_stride and writing C's columns from j * nr, `cols` columns in
+    // all (the last panel may be partial).
+    void (*kernel_panels)(int64_t kc, const T* a, int64_t rows, const T* b, int64_t panel_stride,
+                          int64_t panels, T* C, int64_t ldc, int64_t cols, T alpha, T beta,
+                          bool overwrite, int chains);
     // The same for nr whole columns of a row-major B (K, N) read in place: row k of the panel
     // at b + k * ldb (every nr entries of each of the kc rows must be readable).
     void (*kernel_strided_b)(int64_t kc, const T* a, int64_t a_row, int64_t a_col, int64_t rows,

@@ -228,26 +228,33 @@ def test_results_do_not_depend_on_the_thread_count(variant, each_isa):
 
 @pytest.mark.parametrize("cell,opts", [("lstm", {}), ("gru", {"reset_after": False})])
 def test_handles_and_bidirectional_calls_do_not_depend_on_the_thread_count(cell, opts):
-    """The same for a packed handle's one-step (streaming) and multi-step calls and for a
-    bidirectional call with its backward."""
+    """The same for a packed handle's one-step (streaming) and multi-step calls, for the same
+    calls with the arrays (packed for the call once it has enough rows) and for a
+    bidirectional call with its backward. An input wider than one depth block of the GEMM
+    (I > 768) too: a few rows' projection then runs unpacked on the threads that own the
+    columns, and must add up the depth blocks as the one-thread projection does."""
     G = 4 if cell == "lstm" else 3
     rng = np.random.default_rng(11)
     fn, fn_backward = getattr(F, cell), getattr(F, cell + "_backward")
     saved = gatedrnn.get_num_threads()
     try:
-        for T, B, H in ((1, 1, 256), (1, 24, 128), (7, 37, 160), (3, 5, 512)):
+        for T, B, I, H in ((1, 1, 256, 256), (1, 24, 128, 128), (7, 37, 160, 160),
+                           (3, 5, 512, 512), (5, 1, 1024, 64), (3, 3, 1600, 32),
+                           (2, 9, 1100, 32), (40, 1, 1000, 32)):
             w = [(rng.standard_normal(s) * 0.1).astype(np.float32)
-                 for s in ((G * H, H), (G * H, H), (G * H,), (G * H,))]
-            x = rng.standard_normal((T, B, H)).astype(np.float32)
+                 for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
             handle = F.pack_weights(cell, *w, **opts)
             runs = []
             for n in (1, 2, 3):
                 gatedrnn.set_num_threads(n)
-                out = fn(x, handle, **opts)
-                runs.append([out.y, out.h_n])
+                out, raw = fn(x, handle, **opts), fn(x, *w, **opts)
+                runs.append([out.y, out.h_n, raw.y, raw.h_n])
             for n, got in zip((2, 3), runs[1:]):
-                for a, b in zip(got, runs[0]):
-                    np.testing.assert_array_equal(a, b, f"handle T={T} B={B} H={H}, {n} threads")
+                for j, (a, b) in enumerate(zip(got, runs[0])):
+                    np.testing.assert_array_equal(
+                        a, b, f"{'handle' if j < 2 else 'arrays'} T={T} B={B} I={I} H={H}, "
+                        f"{n} threads")
         T, B, H = 5, 33, 160
         w = [(rng.standard_normal((2,) + s) * 0.2).astype(np.float32)
              for s in ((G * H, H), (G * H, H), (G * H,), (G * H,))]

@@ -452,11 +452,12 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             own.length = (sl.u_end + ih_nr - 1) / ih_nr - own.first;
             own.stride = H / ih_nr;
             own.count = G;
-            if (fused_projection) {  // a few rows: no packing, no depth blocks
+            if (fused_projection) {  // a few rows: A not packed, the same depth blocks
                 for (int q = 0; q < G; ++q) {
                     const int g = reverse ? G - 1 - q : q;
                     gemm_packed<T>(block_rows, x_rows, I, ih, own.first + g * own.stride,
-                                   own.first + g * own.stride + own.length, T(0), xw, GH, reverse);
+                                   own.first + g * own.stride + own.length, T(0), xw, GH, reverse,
+                                   0, true);
                 }
             } else {
                 gemm_prepacked<T>(Trans::no, block_rows, x_rows, I, ih, T(1), T(0), xw, GH, 1,
@@ -476,7 +477,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 const int64_t M = sl.rows(sched.active[s]);
                 if (M > 0)
                     gemm_packed<T>(M, x_rows + r * I, I * sl.row_step, ih, 0, ih.panels, T(0),
-                                   xw + r * GH, GH * sl.row_step, false, block_rows);
+                                   xw + r * GH, GH * sl.row_step, false, block_rows, true);
             }
         }
         for (int64_t s = s0; s < s1; ++s) {

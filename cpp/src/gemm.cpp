@@ -133,7 +133,8 @@ void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t
 
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
-                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse, int64_t whole_rows) {
+                 int64_t p_end, T beta, T* C, int64_t ldc, bool reverse, int64_t whole_rows,
+                 bool depth_blocks) {
     const isa::Kernels<T>& k = *B.kernels;
     // The whole product's rows choose the path and the partial sums, whatever share of them
     // this call has: each row then gets the same results however the rows are shared out.
@@ -184,13 +185,17 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
         }
         return;
     }
+    const int64_t kb = depth_blocks ? block_depth(B.K) : B.K;
     for (int64_t q = p_begin; q < p_end; ++q) {
         const int64_t p = reverse ? p_begin + p_end - 1 - q : q;
         const int64_t j0 = p * k.nr, cols = std::min<int64_t>(k.nr, B.N - j0);
-        for (int64_t i = 0, h; i < M; i += h) {
-            h = isa::row_tile(M, i, k.mr);
-            k.kernel(B.K, A + i * lda, lda, 1, h, B.panel(p), C + i * ldc + j0, ldc, cols, T(1),
-                     beta, true, nullptr, 0, chains);
+        for (int64_t k0 = 0; k0 < B.K; k0 += kb) {  // later blocks add to C, as gemm_prepacked
+            const int64_t kc = std::min(kb, B.K - k0);
+            for (int64_t i = 0, h; i < M; i += h) {
+                h = isa::row_tile(M, i, k.mr);
+                k.kernel(kc, A + i * lda + k0, lda, 1, h, B.panel(p) + k0 * k.nr,
+                         C + i * ldc + j0, ldc, cols, T(1), beta, k0 == 0, nullptr, 0, chains);
+            }
         }
     }
 }
@@ -242,9 +247,9 @@ template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, 
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
-                                 int64_t, float, float*, int64_t, bool, int64_t);
+                                 int64_t, float, float*, int64_t, bool, int64_t, bool);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,
-                                  int64_t, double, double*, int64_t, bool, int64_t);
+                                  int64_t, double, double*, int64_t, bool, int64_t, bool);
 template void gemm_packed_a<float>(int64_t, const float*, const PackedB<float>&, int64_t, int64_t,
                                    float, float*, int64_t, bool, const float*, bool,
                                    int64_t);

@@ -48,10 +48,14 @@ void pack_b(PackedB<T>& out, Trans trans_b, const T* B, int64_t ldb, int64_t K, 
 // whole_rows: the rows of the whole product when these M are a share of them (one thread's
 // rows of a step): the path and the partial sums per element follow the whole product
 // (isa::chains_for), so each row's results do not depend on the share. 0: M.
+// depth_blocks: a packed B's depth in the blocks gemm_prepacked splits it into, each block's
+// sums added to C in turn, so that every element is the same sum as gemm_prepacked's (an
+// input projection that runs here for some thread counts and there for others). Otherwise
+// the whole depth is one pass, as the steps' recurrent products (gemm_packed_a too) take it.
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc, bool reverse = false,
-                 int64_t whole_rows = 0);
+                 int64_t whole_rows = 0, bool depth_blocks = false);
 
 // A subset of a packed B's panels: `count` runs of `length` panels, the r-th starting at panel
 // first + r * stride (the gate blocks of one thread's hidden units). length -1: all panels.

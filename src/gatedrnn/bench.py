@@ -1707,7 +1707,9 @@ def summarize(rows):
 def check_targets(rows):
     """The targets of issue 3 (section 3), evaluated on the measured rows: one entry per
     (rule, case) with the measured value, the target and whether it is met. Rules whose
-    inputs were not measured (peer n/a, over budget) are left out."""
+    inputs were not measured (peer n/a, over budget) are left out. A speed-up target also
+    records ``needs_pct_sgemm`` (and ``needs_pct_bw`` where the case has a bandwidth bound):
+    the % of that ceiling at which gatedrnn would meet it against the same peer time."""
     res = []
 
     def add(rule, row, value, target, unit="x", speedup=False):

@@ -501,6 +501,17 @@ struct GemmKernels {
     // 86.7, 66.8 -> 82.5; eight B: 68.7 -> 66.6, 72.1 -> 70.1, 74.7 -> 74.8, 35.7 -> 45.0,
     // 67.1 -> 97.3, 70.8 -> 86.9. A 1 KB row (N = 256) stays in place: copied, a thread's
     // share of its rows is too short a run (one thread, M=32 K=512: 76 -> 68).
+    // What the copy still costs, (32, 1536, 512) as dX = dG W_ih of a one-step GRU B=32
+    // I=H=512: one thread 700-790 us copied, 566 us for the tiles alone (the copy skipped);
+    // two threads 370-400 against 294. B comes from memory at ~15-17 GB/s a thread (this
+    // machine's share of L3 does not keep a 3 MB B between calls). Measured without gain: a
+    // vector loop instead of memcpy (which the compiler inlines as rep movs); fetching the next
+    // block's rows into L2 while the tiles walk this one, batched between tiles or spread over
+    // their k steps, any locality hint (one thread 735-757 us against 690-782, two 389-415
+    // against 368-407; in a standalone test the fetch made the copy itself 2.3x faster, but
+    // the loop around it no faster); blocks of 33 or 16 rows (825, 965 us); the 2 KB rows in
+    // place with an extra L2 fetch 32-128 rows ahead (two threads 368-379 us); B walked in
+    // place as the packed side, k-blocked (37-43 GFLOP/s: the cache-set conflicts above).
     // Each element's sum over k runs in order (one partial sum: the tiles' rows are columns of
     // C, and a tile of a few of them is only the tail of a chunk) within fixed blocks of k
     // (kSmallMDepth, or kSmallMCopyDepth for a copied B) whatever M and the split of N, so the

@@ -509,9 +509,10 @@ struct GemmKernels {
     // block's rows into L2 while the tiles walk this one, batched between tiles or spread over
     // their k steps, any locality hint (one thread 735-757 us against 690-782, two 389-415
     // against 368-407; in a standalone test the fetch made the copy itself 2.3x faster, but
-    // the loop around it no faster); blocks of 33 or 16 rows (825, 965 us); the 2 KB rows in
-    // place with an extra L2 fetch 32-128 rows ahead (two threads 368-379 us); B walked in
-    // place as the packed side, k-blocked (37-43 GFLOP/s: the cache-set conflicts above).
+    // the loop around it no faster); blocks of 33 or 16 rows (one thread 825, 965 us); the
+    // 2 KB rows in place with an extra L2 fetch 32-128 rows ahead (two threads 368-379 us); B
+    // walked in place as the packed side, k-blocked (37-43 GFLOP/s: the cache-set conflicts
+    // above).
     // Each element's sum over k runs in order (one partial sum: the tiles' rows are columns of
     // C, and a tile of a few of them is only the tail of a chunk) within fixed blocks of k
     // (kSmallMDepth, or kSmallMCopyDepth for a copied B) whatever M and the split of N, so the

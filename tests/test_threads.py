@@ -226,6 +226,51 @@ def test_results_do_not_depend_on_the_thread_count(variant, each_isa):
         gatedrnn.set_num_threads(saved)
 
 
+# Shapes that split a step by units with 2 and 3 threads (few rows per thread), over several
+# steps: the forward pass hands out each thread's units in chunks that another thread may take.
+STEAL_CASES = [
+    (6, 7, 9, 352, "mixed", True, np.float32),
+    (5, 13, 20, 256, None, False, np.float64),
+    (4, 3, 8, 512, "mixed", False, np.float32),
+    (9, 2, 16, 544, None, True, np.float32),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_chunks_taken_by_another_thread_give_the_same_bits(variant, each_isa):
+    """With the test switch on, every thread of a step split by units computes the next
+    thread's chunks of units before its own, so chunks change hands at every step (in real
+    runs that happens only when one thread falls behind). Inference and training outputs and
+    gradients with 2 and 3 threads must still equal one thread's, bit for bit: the outputs of
+    a unit must not depend on which thread computed it."""
+    saved = gatedrnn.get_num_threads()
+    try:
+        for i, (T, B, I, H, lengths, mask, dtype) in enumerate(STEAL_CASES):
+            rng = np.random.default_rng(500 + i)
+            kw = make_inputs(rng, variant, T, B, I, H, dtype, lengths=lengths, mask=mask)
+            reverse = i % 2 == 1
+            gatedrnn.set_num_threads(1)
+            given = make_output_grads(rng, variant, forward(F, variant, kw, training=True))
+            want = _run((variant, kw, reverse, given, None))
+            want_inference = forward(F, variant, kw, reverse=reverse)
+            for n in (2, 3):
+                gatedrnn.set_num_threads(n)
+                gatedrnn._core._set_steal_others_first(True)
+                try:
+                    got = _run((variant, kw, reverse, given, None))
+                    got_inference = forward(F, variant, kw, reverse=reverse)
+                finally:
+                    gatedrnn._core._set_steal_others_first(False)
+                where = f"case {i} (T, B, I, H = {T}, {B}, {I}, {H}), {n} threads"
+                for name, w in want.items():
+                    if w is not None:
+                        np.testing.assert_array_equal(got[name], w, f"{where}: {name}")
+                for w, g in zip(want_inference, got_inference):
+                    np.testing.assert_array_equal(g, w, f"{where}: inference")
+    finally:
+        gatedrnn.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("cell,opts", [("lstm", {}), ("gru", {"reset_after": False})])
 def test_handles_and_bidirectional_calls_do_not_depend_on_the_thread_count(cell, opts):
     """The same for a packed handle's one-step (streaming) and multi-step calls, for the same

@@ -653,6 +653,8 @@ PYBIND11_MODULE(_core, m) {
     // Tests of the cold-start policy (gatedrnn/threads.h, CallThreads).
     m.def("_team_runs", &gatedrnn::team_runs);
     m.def("_helped_jobs", &gatedrnn::detail::helped_jobs);
+    m.def("_set_steal_others_first", &gatedrnn::detail::set_steal_others_first, py::arg("on"),
+          "Tests only: split by units, each thread takes the next thread's chunks first.");
     m.def("_cold_start_adaptive", &gatedrnn::cold_start_adaptive);
     m.def("_set_cold_start_adaptive", &gatedrnn::set_cold_start_adaptive, py::arg("on"));
     m.def("_set_team_wake_seconds", [](double s) {

@@ -20,7 +20,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "gatedrnn/common.h"
@@ -89,6 +91,7 @@ struct StepForward {
     const PackedB<T>* packed;   // G blocks: W_hh[g]^T (H, H)
     const isa::Kernels<T>* k;
     T* a_pack;              // this thread's scratch for packing the GEMMs' A rows
+    bool* a_packed;         // or nullptr; else true once a_pack holds this phase's shared A
     bool gemm0_done;        // the cell's forward_gemm0 already ran for this step
 };
 
@@ -157,6 +160,15 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
     gather_rows(storage.get(), x, sched.source, cols);
     return storage.get();
 }
+
+// Split by units, each thread's share of a step's phase is cut into at most this many chunks,
+// claimed in order from a counter: the owner takes its chunks from the first, and a thread
+// done with its own takes the next unclaimed chunk of another's. On a shared machine one core
+// now and then runs slower than the other for seconds at a time (another tenant), and every
+// step would wait at the barrier for it; this way the faster core takes over part of its
+// share. The results do not depend on who computes a chunk.
+constexpr int64_t kStealChunks = 8;
+// (steal_others_first, parallel.h: a test switch that has chunks change hands at every step.)
 
 // Calls with at most this many valid (t, b) rows read unpacked weights in place.
 constexpr int64_t kInPlaceRows = 8;
@@ -434,6 +446,14 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         project(s0, s1, xw);
     // One step of one phase, or a batch split, calls no barrier (see below).
     const bool no_barrier = sched.steps == 1 && (plan.batch_split || cell.forward_phases() == 1);
+    // Split by units, a thread that has finished its own units of a phase takes the others'
+    // not yet started (see kStealChunks): one claim counter per step, phase and owner.
+    const int phases = cell.forward_phases();
+    const bool stealing = !plan.batch_split && plan.threads > 1 && s1 - s0 > 1;
+    const int64_t claim_count = stealing ? (s1 - s0) * phases * plan.threads : 0;
+    std::unique_ptr<std::atomic<int64_t>[]> claims(
+        claim_count ? new std::atomic<int64_t>[claim_count] : nullptr);
+    for (int64_t i = 0; i < claim_count; ++i) claims[i].store(0, std::memory_order_relaxed);
     run_team(plan, no_barrier, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
@@ -513,24 +533,61 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             }
             if (training)
                 copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
+            // Copies the finished units of u out to y, h_n and c_n.
+            auto publish = [&](const Slice& u) {
+                if (!h_in_y)
+                    copy_slice_rows(u, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });
+                copy_slice_rows(u, Bs, a.h_out, H, [&](int64_t j) {
+                    return sched.len[j] == s + 1 ? h_n + sched.order[j] * H : nullptr;
+                });
+                if (Cell::has_cell_state)
+                    copy_slice_rows(u, Bs, a.c, H, [&](int64_t j) {
+                        return sched.len[j] == s + 1 ? c_n + sched.order[j] * H : nullptr;
+                    });
+            };
             // A barrier after each phase: the next phase (or step) reads every thread's units
             // of h. After the region's last phase only own units are copied out, and the end
             // of the region waits for every thread anyway (one barrier less, ~0.6 us, for
             // each one-step call).
-            const int phases = cell.forward_phases();
+            // Stealing needs every thread's projection of the block done: from its second step.
+            const bool steal = stealing && team > 1 && s > s0;
             for (int phase = 0; phase < phases; ++phase) {
-                cell.forward_phase(phase, a, ssl);
+                if (!steal) {
+                    cell.forward_phase(phase, a, ssl);
+                } else {
+                    // Every thread sweeps in the step's direction (a zig-zag by step parity,
+                    // the same for the whole team), so that a chunk index means the same
+                    // panels to its owner and to a thief.
+                    bool a_packed = false;
+                    a.a_packed = &a_packed;
+                    const bool dir = (s & 1) != 0;
+                    const int first = steal_others_first() ? 1 : 0;
+                    for (int v = 0; v < team; ++v) {
+                        const int owner = (tid + first + v) % team;
+                        const Slice osl = slice_for(plan, owner, team, packed[0].panels, k.nr, H);
+                        const int64_t own = osl.p_end - osl.p_begin;
+                        const int64_t per = std::max<int64_t>(1, (own + kStealChunks - 1) / kStealChunks);
+                        const int64_t chunks = (own + per - 1) / per;
+                        std::atomic<int64_t>& next =
+                            claims[((s - s0) * phases + phase) * plan.threads + owner];
+                        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+                            Slice csl = osl;
+                            csl.reverse = dir;
+                            csl.p_begin = dir ? std::max(osl.p_begin, osl.p_end - (c + 1) * per)
+                                              : osl.p_begin + c * per;
+                            csl.p_end = dir ? osl.p_end - c * per
+                                            : std::min(osl.p_end, osl.p_begin + (c + 1) * per);
+                            csl.u_begin = std::min(csl.p_begin * k.nr, H);
+                            csl.u_end = std::min(csl.p_end * k.nr, H);
+                            cell.forward_phase(phase, a, csl);
+                            if (phase == phases - 1) publish(csl);
+                        }
+                    }
+                    a.a_packed = nullptr;
+                }
                 if (!plan.batch_split && !(s == s1 - 1 && phase == phases - 1)) barrier();
             }
-            if (!h_in_y)
-                copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) { return y + sched.source[p0 + j] * ld_y; });
-            copy_slice_rows(sl, Bs, a.h_out, H, [&](int64_t j) {
-                return sched.len[j] == s + 1 ? h_n + sched.order[j] * H : nullptr;
-            });
-            if (Cell::has_cell_state)
-                copy_slice_rows(sl, Bs, a.c, H, [&](int64_t j) {
-                    return sched.len[j] == s + 1 ? c_n + sched.order[j] * H : nullptr;
-                });
+            if (!steal) publish(sl);
         }
     });
     }
@@ -740,7 +797,7 @@ constexpr double kFetchNextBytes = 4.0 * 1024 * 1024;
 template <typename T>
 void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_gate,
                 const PackedB<T>* packed, int g0, int g1, T* C, int64_t ldc, int64_t c_gate,
-                bool accumulate, T* a_pack) {
+                bool accumulate, T* a_pack, bool* a_packed = nullptr) {
     const int64_t M = sl.rows(Bs);
     const bool pack = a_pack && M >= kPackRows && !packed[g0].direct && !packed[g0].strided;
     // Fetch each next panel ahead (see kFetchNextBytes) when the step's panels, all threads'
@@ -758,9 +815,11 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
             slice_gemm(gsl, Bs, A + g * a_gate, lda, packed[g], beta, C + g * c_gate, ldc);
             continue;
         }
-        if (q == g0 || a_gate != 0)
+        if (a_gate != 0 || (q == g0 && !(a_packed && *a_packed))) {
             packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
                                       0, M, 0, packed[g].K, a_pack);
+            if (a_packed && a_gate == 0) *a_packed = true;
+        }
         // the panel multiplied next: the next gate's first (its last when reversed)
         const T* after = !fetch_next || q + 1 >= g1 ? nullptr
                          : reverse                  ? packed[g - 1].panel(sl.p_end - 1)

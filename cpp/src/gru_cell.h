@@ -29,7 +29,7 @@ struct GruCell {
     // gates (reset-after), [r z] (reset-before).
     void forward_gemm0(const StepForward<T>& a, const Slice& sl) const {
         gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, reset_after ? 3 : 2, a.gates, 3 * a.H,
-                   a.H, false, a.a_pack);
+                   a.H, false, a.a_pack, a.a_packed);
     }
     void forward_phase(int phase, const StepForward<T>& a, const Slice& sl) const {
         const int64_t H = a.H;
@@ -49,7 +49,8 @@ struct GruCell {
                 a.k->gru_rb_forward1(r);
             });
         } else {
-            gates_gemm(sl, a.Bs, rh, H, 0, a.packed, 2, 3, a.gates, 3 * H, H, false, a.a_pack);
+            gates_gemm(sl, a.Bs, rh, H, 0, a.packed, 2, 3, a.gates, 3 * H, H, false, a.a_pack,
+                       a.a_packed);
             forward_rows(a, sl, G, [&](isa::Row<T>& r, int64_t) { a.k->gru_rb_forward2(r); });
         }
     }

@@ -21,7 +21,8 @@ struct LstmCell {
 
     // Phase 0's recurrent GEMM, which forward_phase(0) runs unless a.gemm0_done.
     void forward_gemm0(const StepForward<T>& a, const Slice& sl) const {
-        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 4, a.gates, 4 * a.H, a.H, false, a.a_pack);
+        gates_gemm(sl, a.Bs, a.h_rec, a.H, 0, a.packed, 0, 4, a.gates, 4 * a.H, a.H, false, a.a_pack,
+                   a.a_packed);
     }
     void forward_phase(int, const StepForward<T>& a, const Slice& sl) const {
         if (!a.gemm0_done) forward_gemm0(a, sl);

@@ -232,6 +232,12 @@ void parallel_claims(int64_t n, int threads, int64_t grain, Body&& body) {
 // write to the same memory.
 bool concurrent_directions_allowed();
 
+// Tests only: with it set, each thread of a step split by units takes the next thread's chunks
+// first, then its own (driver.h, kStealChunks), so that chunks change hands at every step and
+// not only when one thread falls behind.
+bool steal_others_first();
+void set_steal_others_first(bool on);
+
 template <typename Body>
 void for_each_direction(int D, double work, Body&& body) {
 #ifdef _OPENMP

@@ -196,6 +196,12 @@ bool concurrent_directions_allowed() {
     }();
     return allowed;
 }
+
+namespace {
+std::atomic<bool> steal_others_first_flag{false};
+}
+bool steal_others_first() { return steal_others_first_flag.load(std::memory_order_relaxed); }
+void set_steal_others_first(bool on) { steal_others_first_flag.store(on, std::memory_order_relaxed); }
 }  // namespace detail
 
 }  // namespace gatedrnn

@@ -546,10 +546,11 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                     });
             };
             // A barrier after each phase: the next phase (or step) reads every thread's units
-            // of h. After the region's last phase only own units are copied out, and the end
-            // of the region waits for every thread anyway (one barrier less, ~0.6 us, for
-            // each one-step call).
-            // Stealing needs every thread's projection of the block done: from its second step.
+            // of h. After the region's last phase each thread copies out only the units it
+            // computed (its own, or with stealing each chunk it took, as it finishes it), and
+            // the end of the region waits for every thread anyway (one barrier less, ~0.6 us,
+            // for each one-step call). Stealing needs every thread's projection of the block
+            // done, so it starts at the block's second step.
             const bool steal = stealing && team > 1 && s > s0;
             for (int phase = 0; phase < phases; ++phase) {
                 if (!steal) {

@@ -168,6 +168,11 @@ const T* packed_view(Buffer<T>& storage, const T* x, const Schedule& sched, int6
 // step would wait at the barrier for it; this way the faster core takes over part of its
 // share. The results do not depend on who computes a chunk.
 constexpr int64_t kStealChunks = 8;
+// One claim counter per cache line: the threads' counters of a step are updated at the same
+// time by different cores.
+struct alignas(64) ClaimCounter {
+    std::atomic<int64_t> next{0};
+};
 // (steal_others_first, parallel.h: a test switch that has chunks change hands at every step.)
 
 // Calls with at most this many valid (t, b) rows read unpacked weights in place.
@@ -451,9 +456,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const int phases = cell.forward_phases();
     const bool stealing = !plan.batch_split && plan.threads > 1 && s1 - s0 > 1;
     const int64_t claim_count = stealing ? (s1 - s0) * phases * plan.threads : 0;
-    std::unique_ptr<std::atomic<int64_t>[]> claims(
-        claim_count ? new std::atomic<int64_t>[claim_count] : nullptr);
-    for (int64_t i = 0; i < claim_count; ++i) claims[i].store(0, std::memory_order_relaxed);
+    std::unique_ptr<ClaimCounter[]> claims(claim_count ? new ClaimCounter[claim_count] : nullptr);
     run_team(plan, no_barrier, [&](int tid, int team, auto barrier) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
@@ -570,7 +573,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                         const int64_t per = std::max<int64_t>(1, (own + kStealChunks - 1) / kStealChunks);
                         const int64_t chunks = (own + per - 1) / per;
                         std::atomic<int64_t>& next =
-                            claims[((s - s0) * phases + phase) * plan.threads + owner];
+                            claims[((s - s0) * phases + phase) * plan.threads + owner].next;
                         for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
                             Slice csl = osl;
                             csl.reverse = dir;

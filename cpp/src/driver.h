@@ -186,6 +186,28 @@ struct alignas(64) ClaimCounter {
 };
 // (steal_others_first, parallel.h: a test switch that has chunks change hands at every step.)
 
+// The chunks of an owner's slice: how many, and chunk c as a slice. Chunks are counted from
+// the sweep's start (the last panels first when reversed), so that a chunk index means the
+// same panels to every thread that sweeps the same way.
+struct Chunks {
+    Slice own;
+    int64_t per = 1, count = 0;  // panels per chunk, chunks
+    explicit Chunks(const Slice& owner) : own(owner) {
+        const int64_t panels = own.p_end - own.p_begin;
+        per = std::max<int64_t>(1, (panels + kStealChunks - 1) / kStealChunks);
+        count = (panels + per - 1) / per;
+    }
+    Slice at(int64_t c, bool reverse, int64_t nr, int64_t H) const {
+        Slice sl = own;
+        sl.reverse = reverse;
+        sl.p_begin = reverse ? std::max(own.p_begin, own.p_end - (c + 1) * per) : own.p_begin + c * per;
+        sl.p_end = reverse ? own.p_end - c * per : std::min(own.p_end, own.p_begin + (c + 1) * per);
+        sl.u_begin = std::min(sl.p_begin * nr, H);
+        sl.u_end = std::min(sl.p_end * nr, H);
+        return sl;
+    }
+};
+
 // Calls with at most this many valid (t, b) rows read unpacked weights in place.
 constexpr int64_t kInPlaceRows = 8;
 // A single step reads each weight matrix once for all its rows: packing (two passes over the
@@ -579,21 +601,11 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                     const int first = steal_others_first() ? 1 : 0;
                     for (int v = 0; v < team; ++v) {
                         const int owner = (tid + first + v) % team;
-                        const Slice osl = slice_for(plan, owner, team, packed[0].panels, k.nr, H);
-                        const int64_t own = osl.p_end - osl.p_begin;
-                        const int64_t per = std::max<int64_t>(1, (own + kStealChunks - 1) / kStealChunks);
-                        const int64_t chunks = (own + per - 1) / per;
+                        const Chunks chunks(slice_for(plan, owner, team, packed[0].panels, k.nr, H));
                         std::atomic<int64_t>& next =
                             claims[((s - s0) * phases + phase) * plan.threads + owner].next;
-                        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-                            Slice csl = osl;
-                            csl.reverse = dir;
-                            csl.p_begin = dir ? std::max(osl.p_begin, osl.p_end - (c + 1) * per)
-                                              : osl.p_begin + c * per;
-                            csl.p_end = dir ? osl.p_end - c * per
-                                            : std::min(osl.p_end, osl.p_begin + (c + 1) * per);
-                            csl.u_begin = std::min(csl.p_begin * k.nr, H);
-                            csl.u_end = std::min(csl.p_end * k.nr, H);
+                        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks.count;) {
+                            const Slice csl = chunks.at(c, dir, k.nr, H);
                             cell.forward_phase(phase, a, csl);
                             if (phase == phases - 1) publish(csl);
                         }

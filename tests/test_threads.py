@@ -611,7 +611,7 @@ def _streaming_lstm(seed, H=256, steps=60):
     xs = rng.standard_normal((steps, 1, 1, H)).astype(np.float32)
     packed = F.pack_weights("lstm", *w)
     # Packing ran an OpenMP team, whose idle workers spin for a few milliseconds on the cores
-    # helpers would use: until it counts as cold (10 ms), steps run on OpenMP teams.
+    # helpers would use: until it counts as cold (10 ms), the first step would run on it.
     time.sleep(0.03)
     return packed, xs
 
@@ -658,6 +658,25 @@ def test_streaming_steps_run_on_the_helpers_with_the_same_results(two_threads):
     w = [packed.weight_ih, packed.weight_hh, packed.bias_ih, packed.bias_hh]
     whole = F.lstm(xs[:, 0], *w)
     np.testing.assert_allclose(alone[0], whole.y, rtol=2e-5, atol=2e-6)
+
+
+def test_a_stream_started_while_the_team_is_awake_moves_to_the_helpers(two_threads):
+    # A call ran an OpenMP team a moment ago. The first step finds that team awake and runs on
+    # it; from then on only our own steps would keep it awake, so the next steps go to the
+    # helpers instead of waking the team at every step.
+    core = two_threads
+    packed, xs = _streaming_lstm(22)
+    gatedrnn.set_num_threads(1)
+    alone = _stream(packed, xs)
+    gatedrnn.set_num_threads(2)
+    before = core._team_runs()
+    F.lstm(xs[:, 0], packed)   # the whole sequence in one call: a team of two, with barriers
+    assert core._team_runs() > before
+    before = core._team_runs()
+    team = _stream(packed, xs)
+    assert core._team_runs() - before == 1, "steps kept running on the OpenMP team"
+    for a, b in zip(team, alone):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_concurrent_streaming_callers_share_the_helpers_correctly(two_threads):

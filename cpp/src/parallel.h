@@ -118,7 +118,8 @@ private:
 // OpenMP would limit or bind the threads (inside a parallel region, OMP_THREAD_LIMIT,
 // OMP_PROC_BIND): parallel_region then follows OpenMP's rules; and while an OpenMP team of ours
 // is still awake (team_is_cold: its idle workers spin on the cores helpers would use), when an
-// OpenMP region is the cheaper hand-off anyway. Helpers spin 2 ms after a job,
+// OpenMP region is the cheaper hand-off anyway, unless that team last ran a job of shares
+// itself (run_shares' fallback, see helpers.cpp). Helpers spin 2 ms after a job,
 // then sleep; quiet_helpers (called as an OpenMP region starts) sends spinning ones to sleep at
 // once, so they never compete with an OpenMP team for cores.
 // helped_jobs: jobs in which a helper ran a share (tests).
@@ -182,6 +183,7 @@ void run_shares(int shares, Body&& body) {
     parallel_region(shares, [&](int tid, int team) {
         for (int s = tid; s < shares; s += team) body(s);
     });
+    note_team_ran_shares();
 }
 
 // Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).

@@ -61,6 +61,7 @@ std::atomic<int64_t> wake_cost{0};            // estimated cost of a cold start,
 std::atomic<int64_t> team_count{0};
 std::atomic<int64_t> burst_start{0};
 std::atomic<int64_t> last_call_end{kNever};
+std::atomic<bool> last_team_ran_shares{false};
 
 std::atomic<bool> cold_start_adaptive_on{true};
 
@@ -92,6 +93,7 @@ void record_team_run(int64_t start_ns, bool cold, int64_t last_arrival_ns, int64
                      int64_t end_ns) {
     team_count.fetch_add(1, std::memory_order_relaxed);
     team_end.store(end_ns, std::memory_order_relaxed);
+    last_team_ran_shares.store(false, std::memory_order_relaxed);
     if (!cold) return;
     // A cold start costs the latest worker's late arrival and, when the caller finished first
     // and fell asleep waiting at the region's end, its own wake-up after the last one finished.
@@ -103,6 +105,9 @@ void record_team_run(int64_t start_ns, bool cold, int64_t last_arrival_ns, int64
     const int64_t old = wake_cost.load(std::memory_order_relaxed);
     wake_cost.store(std::max(cost, old / 2), std::memory_order_relaxed);
 }
+
+void note_team_ran_shares() { last_team_ran_shares.store(true, std::memory_order_relaxed); }
+bool team_ran_shares() { return last_team_ran_shares.load(std::memory_order_relaxed); }
 
 int64_t team_wake_cost_ns() { return wake_cost.load(std::memory_order_relaxed); }
 void set_team_wake_cost_ns(int64_t ns) { wake_cost.store(ns > 0 ? ns : 0, std::memory_order_relaxed); }

@@ -77,6 +77,10 @@ void record_team_run(int64_t start_ns, bool cold, int64_t last_arrival_ns, int64
 int64_t team_wake_cost_ns();         // the current estimate (0: no cold start seen yet)
 void set_team_wake_cost_ns(int64_t ns);   // tests: pretend a measured cost
 int64_t team_runs();                 // parallel regions run with a team so far (tests)
+// Whether the team's last region ran shares no helper took (run_shares' fallback), rather than
+// work that needs a team: then only such fallbacks keep the team awake (see run_shares).
+void note_team_ran_shares();
+bool team_ran_shares();
 
 // Threads worth using for `work` multiply-adds of parallel work: small problems run on one
 // thread, so they do not pay for waking a team.

@@ -600,7 +600,9 @@ def test_cold_start_environment_variable():
 
 # Helper threads (cpp/src/parallel.h, run_shares): a one-step call whose parts need no barrier
 # (streaming) runs them as independent shares. The caller takes share 0 and every share no
-# helper has claimed, so results are those of any other thread count, whoever ran what.
+# helper has claimed, so results are those of any other thread count, whoever ran what. A
+# one-step call of two phases (the reset-before GRU) runs its parts as rounds of shares
+# (run_phases), a round's shares after every share of the round before.
 
 def _streaming_lstm(seed, H=256, steps=60):
     """A packed LSTM handle and `steps` one-step inputs (B=1, I=H): two threads' worth of
@@ -677,6 +679,44 @@ def test_a_stream_started_while_the_team_is_awake_moves_to_the_helpers(two_threa
     assert core._team_runs() - before == 1, "steps kept running on the OpenMP team"
     for a, b in zip(team, alone):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_phase_steps_run_on_the_helpers_with_the_same_results(two_threads):
+    # Reset-before GRU, I=H=256 B=1: 1.5 MB of weights, two threads' worth; each step has two
+    # dependent phases (r, then n from W_hn (r * h)), so the parts of its second phase must
+    # wait for every part of the first, whoever runs them.
+    core = two_threads
+    rng = np.random.default_rng(23)
+    H = 256
+    w = [(rng.standard_normal(s) * 0.05).astype(np.float32)
+         for s in ((3 * H, H), (3 * H, H), (3 * H,), (3 * H,))]
+    xs = rng.standard_normal((60, 1, 1, H)).astype(np.float32)
+    packed = F.pack_weights("gru", *w, reset_after=False)
+
+    def stream():
+        h, out = None, []
+        for x in xs:
+            y, h = F.gru(x, packed, h0=h)
+            out.append(y)
+        return np.concatenate(out), h
+
+    gatedrnn.set_num_threads(1)
+    alone = stream()
+    gatedrnn.set_num_threads(2)
+    before, helped = core._team_runs(), core._helped_jobs()
+    shared = stream()
+    assert core._team_runs() - before <= 1, "two-phase steps kept running on the OpenMP team"
+    deadline = time.perf_counter() + 5.0
+    while core._helped_jobs() == helped and time.perf_counter() < deadline:
+        again = stream()
+        for a, b in zip(again, alone):
+            np.testing.assert_array_equal(a, b)
+    assert core._helped_jobs() > helped, "no step was shared with a helper"
+    for a, b in zip(shared, alone):
+        np.testing.assert_array_equal(a, b)
+    # and the whole sequence in one call (a team with a barrier per phase) agrees
+    whole = F.gru(xs[:, 0], packed)
+    np.testing.assert_allclose(alone[0], whole.y, rtol=2e-5, atol=2e-6)
 
 
 def test_concurrent_streaming_callers_share_the_helpers_correctly(two_threads):

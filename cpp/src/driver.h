@@ -490,7 +490,14 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const bool stealing = !plan.batch_split && plan.threads > 1 && s1 - s0 > 1;
     const int64_t claim_count = stealing ? (s1 - s0) * phases * plan.threads : 0;
     std::unique_ptr<ClaimCounter[]> claims(claim_count ? new ClaimCounter[claim_count] : nullptr);
-    run_team(plan, no_barrier, [&](int tid, int team, auto barrier) {
+    // One step of several phases split by units (the reset-before GRU's one-step call) runs
+    // each thread's part of each phase as a share of a job of rounds (run_phases: helpers where
+    // they are free, whose hand-off costs ~1.5 us less than an OpenMP region's): body(...,
+    // only = p) runs phase p of the step only. The zig-zag direction each part chose in phase 0
+    // is kept for its later phases, which another thread may run.
+    const bool by_phases = sched.steps == 1 && !plan.batch_split && plan.threads > 1 && phases > 1;
+    std::unique_ptr<bool[]> part_reverse(by_phases ? new bool[plan.threads]() : nullptr);
+    auto body = [&](int tid, int team, auto barrier, int only) {
         const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
         const bool fused_projection = own_cols_projection && block_rows <= kFusedProjectionRows;
@@ -501,7 +508,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                                    (H + (one_step ? I : 0)) * sizeof(T);
         const bool zigzag = sweep_bytes > zigzag_bytes();
         bool& parity = thread_sweep_parity();
-        const bool defer_projection = one_step && zigzag && parity;
+        const bool defer_projection = one_step && zigzag && parity && only <= 0;
         auto project_own = [&](bool reverse) {  // this thread's columns of the block's xw
             PanelRuns own;   // this thread's units in each gate's block of columns
             own.first = sl.u_begin / ih_nr;
@@ -520,7 +527,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                                   projection_scratch.get() + tid * projection_scratch_size, own);
             }
         };
-        if (own_cols_projection && !defer_projection) project_own(false);
+        if (own_cols_projection && !defer_projection && only <= 0) project_own(false);
         if (own_rows_projection && B % team == 0) {
             const int64_t M = (s1 - s0) * (B / team);
             gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),
@@ -561,13 +568,17 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.a_pack = a_packs.get() + tid * a_pack_size;
             a.gemm0_done = false;
             Slice ssl = sl;
-            if (zigzag) ssl.reverse = parity, parity = !parity;
+            if (only > 0)
+                ssl.reverse = part_reverse[tid];
+            else if (zigzag)
+                ssl.reverse = parity, parity = !parity;
+            if (only == 0) part_reverse[tid] = ssl.reverse;
             if (defer_projection && s == s0) {  // reversed one-step sweep: W_hh, then W_ih^T
                 cell.forward_gemm0(a, ssl);
                 project_own(true);
                 a.gemm0_done = true;
             }
-            if (training)
+            if (training && only <= 0)
                 copy_slice_rows(sl, Bs, a.h, H, [&](int64_t j) { return planes.h_prev + (p0 + j) * H; });
             // Copies the finished units of u out to y, h_n and c_n.
             auto publish = [&](const Slice& u) {
@@ -589,6 +600,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             // done, so it starts at the block's second step.
             const bool steal = stealing && team > 1 && s > s0;
             for (int phase = 0; phase < phases; ++phase) {
+                if (only >= 0 && phase != only) continue;
                 if (!steal) {
                     cell.forward_phase(phase, a, ssl);
                 } else {
@@ -614,9 +626,13 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 }
                 if (!plan.batch_split && !(s == s1 - 1 && phase == phases - 1)) barrier();
             }
-            if (!steal) publish(sl);
+            if (!steal && (only < 0 || only == phases - 1)) publish(sl);
         }
-    });
+    };
+    if (by_phases)
+        run_phases(plan.threads, phases, [&](int phase, int part) { body(part, plan.threads, [] {}, phase); });
+    else
+        run_team(plan, no_barrier, [&](int tid, int team, auto barrier) { body(tid, team, barrier, -1); });
     }
 }
 

@@ -32,12 +32,15 @@ namespace {
 constexpr int64_t kSpinNs = 2'000'000;
 constexpr int kMaxShares = 255;   // shares per job fit in 8 bits of the job word
 
-// The current job in one word, so that a claim is one compare-and-swap: epoch (bits 16..63,
-// new for every job), shares (bits 8..15) and the next unclaimed share (bits 0..7).
-constexpr uint64_t job_word(uint64_t epoch, int shares, int next) {
-    return epoch << 16 | static_cast<uint64_t>(shares) << 8 | static_cast<uint64_t>(next);
+// The current job in one word, so that a claim is one compare-and-swap: epoch (bits 24..63,
+// new for every job), the helpers it wants (bits 16..23), shares (bits 8..15) and the next
+// unclaimed share (bits 0..7).
+constexpr uint64_t job_word(uint64_t epoch, int helpers, int shares, int next) {
+    return epoch << 24 | static_cast<uint64_t>(helpers) << 16 | static_cast<uint64_t>(shares) << 8 |
+           static_cast<uint64_t>(next);
 }
-constexpr uint64_t epoch_of(uint64_t w) { return w >> 16; }
+constexpr uint64_t epoch_of(uint64_t w) { return w >> 24; }
+constexpr int helpers_of(uint64_t w) { return static_cast<int>(w >> 16 & 0xff); }
 constexpr int shares_of(uint64_t w) { return static_cast<int>(w >> 8 & 0xff); }
 constexpr int next_of(uint64_t w) { return static_cast<int>(w & 0xff); }
 
@@ -84,11 +87,11 @@ struct Pool {
         return ran;
     }
 
-    // Helper `index` (0, 1, ...) serves jobs of more than index + 1 shares: the others leave it
-    // spinning out its time and then asleep (a pool started for a wide job does not keep every
-    // helper spinning through a stream of two-share jobs).
+    // Helper `index` (0, 1, ...) serves jobs that want more than index helpers: the others
+    // leave it spinning out its time and then asleep (a pool started for a wide job does not
+    // keep every helper spinning through a stream of two-share jobs).
     void helper_loop(int index) {
-        const auto wanted = [index](uint64_t w) { return index < shares_of(w) - 1; };
+        const auto wanted = [index](uint64_t w) { return index < helpers_of(w); };
         uint64_t seen = epoch_of(job.load(std::memory_order_acquire));
         for (;;) {
             int64_t deadline = monotonic_ns() + kSpinNs;
@@ -159,13 +162,14 @@ Pool& pool() {
 
 }  // namespace
 
-bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
-    if (shares <= 1 || shares > kMaxShares) return false;
+bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx, int width) {
+    if (width <= 0 || width > shares) width = shares;
+    if (shares <= 1 || shares > kMaxShares || width <= 1) return false;
 #ifdef _OPENMP
     // Where OpenMP would give the call fewer threads (inside a parallel region, under
     // OMP_THREAD_LIMIT) or bind them (OMP_PROC_BIND: helpers would share the caller's core),
     // it decides: parallel_region.
-    if (omp_in_parallel() || omp_get_thread_limit() < shares ||
+    if (omp_in_parallel() || omp_get_thread_limit() < width ||
         omp_get_proc_bind() != omp_proc_bind_false)
         return false;
     // Nor while an OpenMP team of ours is still awake: its idle workers spin for milliseconds
@@ -183,7 +187,7 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
 #endif
     Pool& p = pool();
     if (p.busy.test_and_set(std::memory_order_acquire)) return false;   // another caller's job
-    if (!p.ensure_helpers(shares - 1)) {
+    if (!p.ensure_helpers(width - 1)) {
         p.busy.clear(std::memory_order_release);
         return false;
     }
@@ -192,7 +196,7 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
     p.done.store(0, std::memory_order_relaxed);
     if (p.stand_down.load(std::memory_order_relaxed)) p.stand_down.store(false, std::memory_order_relaxed);
     const uint64_t epoch = epoch_of(p.job.load(std::memory_order_relaxed)) + 1;
-    p.job.store(job_word(epoch, shares, 1), std::memory_order_seq_cst);   // share 0 is ours
+    p.job.store(job_word(epoch, width - 1, shares, 1), std::memory_order_seq_cst);   // share 0 is ours
     if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
         // Sleeping helpers: woken now, they may still take a share of a long job (a streaming
         // step is over before they are up; the next one finds them awake).
@@ -207,6 +211,37 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx) {
     p.busy.clear(std::memory_order_release);
     if (error) std::rethrow_exception(error);
     return true;
+}
+
+namespace {
+// A job of rounds (run_phases_on_helpers): share s is part s % parts of round s / parts.
+struct PhasedJob {
+    static constexpr int kMaxPhases = 4;
+    int parts;
+    void (*fn)(void*, int, int);
+    void* ctx;
+    std::atomic<int> finished[kMaxPhases];   // parts of each round finished
+
+    static void share(void* c, int s) {
+        PhasedJob& job = *static_cast<PhasedJob*>(c);
+        const int phase = s / job.parts, part = s % job.parts;
+        if (phase > 0)
+            while (job.finished[phase - 1].load(std::memory_order_acquire) < job.parts) GATEDRNN_PAUSE();
+        struct Finish {   // (a part that threw counts as finished too: nobody waits forever)
+            std::atomic<int>& n;
+            ~Finish() { n.fetch_add(1, std::memory_order_acq_rel); }
+        } finish{job.finished[phase]};
+        job.fn(job.ctx, phase, part);
+    }
+};
+}  // namespace
+
+bool run_phases_on_helpers(int parts, int phases, void (*fn)(void*, int, int), void* ctx) {
+    if (parts < 1 || phases < 1 || phases > PhasedJob::kMaxPhases || parts * phases > kMaxShares)
+        return false;
+    PhasedJob job{parts, fn, ctx, {}};
+    for (auto& n : job.finished) n.store(0, std::memory_order_relaxed);
+    return run_shares_on_helpers(parts * phases, &PhasedJob::share, &job, parts);
 }
 
 void quiet_helpers() {

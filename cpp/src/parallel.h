@@ -123,7 +123,14 @@ private:
 // then sleep; quiet_helpers (called as an OpenMP region starts) sends spinning ones to sleep at
 // once, so they never compete with an OpenMP team for cores.
 // helped_jobs: jobs in which a helper ran a share (tests).
-bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx);
+// width: threads the job can use at once (default: shares), the helpers it wakes being width - 1.
+bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx, int width = 0);
+// The same for `phases` rounds of `parts` shares, fn(ctx, phase, part), where every part of a
+// round starts after every part of the round before has finished: one job of parts * phases
+// shares, claimed in order, so a share that waits for the round before only waits for shares
+// that threads already run (the caller alone runs them all in order). The wait is a spin on a
+// counter, where a team would meet at a barrier.
+bool run_phases_on_helpers(int parts, int phases, void (*fn)(void*, int, int), void* ctx);
 void quiet_helpers();
 int64_t helped_jobs();
 
@@ -183,7 +190,32 @@ void run_shares(int shares, Body&& body) {
     parallel_region(shares, [&](int tid, int team) {
         for (int s = tid; s < shares; s += team) body(s);
     });
-    note_team_ran_shares();
+    if (shares > 1) note_team_ran_shares();
+}
+
+// Runs body(phase, part) for each of `parts` parts in each of `phases` phases, a phase's parts
+// only after every part of the phase before (a two-phase step of one call: the reset-before
+// GRU's). On helpers where they are free (run_phases_on_helpers), otherwise on an OpenMP
+// region with a barrier between phases, each thread taking parts tid, tid + team, ...
+template <typename Body>
+void run_phases(int parts, int phases, Body&& body) {
+    using Fn = std::remove_reference_t<Body>;
+    if (parts > 1 &&
+        run_phases_on_helpers(parts, phases,
+                              [](void* c, int phase, int part) { (*static_cast<Fn*>(c))(phase, part); },
+                              const_cast<void*>(static_cast<const void*>(&body))))
+        return;
+    parallel_region(parts, [&](int tid, int team) {
+        for (int phase = 0; phase < phases; ++phase) {
+#ifdef _OPENMP
+            if (phase > 0 && team > 1) {
+#pragma omp barrier
+            }
+#endif
+            for (int s = tid; s < parts; s += team) body(phase, s);
+        }
+    });
+    if (parts > 1) note_team_ran_shares();
 }
 
 // Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).

@@ -30,7 +30,15 @@ def _ms(seconds):
     return f"{seconds * 1e3:8.2f} ms"
 
 
+# Largest |core - reference| the demo's float64 check accepts. Both sides round in float64 over
+# sums of a few terms (I=5, H=4, 6 steps): their differences are ~1e-15 (the tests' float64
+# policy is 1e-12 relative), while a wrong gate, order or gradient is off by ~1e-3 or more.
+REFERENCE_TOLERANCE = 1e-9
+
+
 def demo_cells(rng):
+    """Times every cell and checks it against the NumPy reference; returns the labels of the
+    cells that disagree with it by more than REFERENCE_TOLERANCE."""
     T, B, I, H = 50, 32, 64, 128
     print(f"1. Forward and backward of every cell: T={T} steps, B={B} sequences, I={I} inputs, "
           f"H={H} hidden units, float32, random lengths in [1, {T}], reverse=False")
@@ -39,6 +47,7 @@ def demo_cells(rng):
     lengths[0] = T
     # the same check on a tiny problem, against the plain NumPy reference in float64
     xs = rng.standard_normal((6, 3, 5))
+    failed = []
     for label, fwd, bwd, G, opts in CELLS:
         w = _weights(rng, G, I, H, np.float32)
         start = time.perf_counter()
@@ -56,8 +65,11 @@ def demo_cells(rng):
         dys = np.cos(np.arange(core.y.size)).reshape(core.y.shape)
         pairs = [(core.y, ref.y)] + list(zip(bwd(core.ctx, dy=dys), ref_bwd(ref.ctx, dy=dys)))
         diff = max(np.abs(a - b).max() for a, b in pairs if a is not None)
+        if not diff <= REFERENCE_TOLERANCE:   # (NaN fails too)
+            failed.append(label)
         print(f"   {label:22s} forward {_ms(mid - start)}  backward {_ms(end - mid)}  "
               f"y {out.y.shape}  |dW| {gnorm:9.3f}  max |core - reference| (float64) {diff:.1e}")
+    return failed
 
 
 def adding_problem(rng, T, n):
@@ -112,9 +124,14 @@ def demo(args):
     print(f"gatedrnn {info['version']}: {info['simd']} kernels, {info['num_threads']} threads, "
           f"OpenMP {'on' if info['openmp'] else 'off'}, {info['compiler']}\n")
     start = time.perf_counter()
-    demo_cells(rng)
+    failed = demo_cells(rng)
     demo_training(rng, epochs=args.epochs)
     print(f"\nDone in {time.perf_counter() - start:.1f} s.")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}: the core differs from gatedrnn.reference by more "
+              f"than {REFERENCE_TOLERANCE:g} in float64", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None):
@@ -131,7 +148,7 @@ def main(argv=None):
     if args.command == "info":
         print(json.dumps(gatedrnn.info(), indent=2))
     elif args.command == "demo":
-        demo(args)
+        return demo(args)
     elif args.command == "bench":
         return bench.run_from_args(args)
     return 0

@@ -160,10 +160,10 @@ Pool& pool() {
     return *fresh;
 }
 
-}  // namespace
-
+// Runs fn(ctx, s) for s in [0, shares) on the caller and up to width - 1 helpers (see
+// run_phases_on_helpers, parallel.h).
 bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx, int width) {
-    if (width <= 0 || width > shares) width = shares;
+    if (width > shares) width = shares;
     if (shares <= 1 || shares > kMaxShares || width <= 1) return false;
 #ifdef _OPENMP
     // Where OpenMP would give the call fewer threads (inside a parallel region, under
@@ -213,7 +213,6 @@ bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx, int wi
     return true;
 }
 
-namespace {
 // A job of rounds (run_phases_on_helpers): share s is part s % parts of round s / parts.
 struct PhasedJob {
     static constexpr int kMaxPhases = 4;

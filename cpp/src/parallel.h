@@ -107,29 +107,25 @@ private:
     int64_t size_ = 0;
 };
 
-// Helper threads for short jobs of independent shares (helpers.cpp). An OpenMP region costs
-// ~1.2 us to start and end on the machine of gatedrnn/threads.h when its threads have just
-// streamed a megabyte each (a streaming step: LSTM I=H=256, two threads, ~17 us in all); a
-// helper spinning on one word takes its share ~1 us sooner. run_shares_on_helpers runs
-// fn(ctx, s) for s in [0, shares), each once, each under DenormalsAreZero: the caller runs share
-// 0 and then every share no helper has claimed, so a helper that sleeps, or whose core the host
-// has taken away, never holds the job up (it just does not help). It returns false, having run
-// nothing, when the helpers are busy with another caller's job or cannot be started, or where
-// OpenMP would limit or bind the threads (inside a parallel region, OMP_THREAD_LIMIT,
-// OMP_PROC_BIND): parallel_region then follows OpenMP's rules; and while an OpenMP team of ours
-// is still awake (team_is_cold: its idle workers spin on the cores helpers would use), when an
-// OpenMP region is the cheaper hand-off anyway, unless that team last ran a job of shares
-// itself (run_shares' fallback, see helpers.cpp). Helpers spin 2 ms after a job,
-// then sleep; quiet_helpers (called as an OpenMP region starts) sends spinning ones to sleep at
-// once, so they never compete with an OpenMP team for cores.
-// helped_jobs: jobs in which a helper ran a share (tests).
-// width: threads the job can use at once (default: shares), the helpers it wakes being width - 1.
-bool run_shares_on_helpers(int shares, void (*fn)(void*, int), void* ctx, int width = 0);
-// The same for `phases` rounds of `parts` shares, fn(ctx, phase, part), where every part of a
-// round starts after every part of the round before has finished: one job of parts * phases
-// shares, claimed in order, so a share that waits for the round before only waits for shares
-// that threads already run (the caller alone runs them all in order). The wait is a spin on a
-// counter, where a team would meet at a barrier.
+// Helper threads for short jobs of shares (helpers.cpp). An OpenMP region costs ~1.2 us to
+// start and end on the machine of gatedrnn/threads.h when its threads have just streamed a
+// megabyte each (a streaming step: LSTM I=H=256, two threads, ~17 us in all); a helper spinning
+// on one word takes its share ~1 us sooner. run_phases_on_helpers runs fn(ctx, phase, part) for
+// `phases` rounds of `parts` shares, each once, each under DenormalsAreZero, every part of a
+// round after every part of the round before has finished. It is one job of parts * phases
+// shares, claimed in order: the caller runs share 0 and then every share no helper has claimed,
+// so a helper that sleeps, or whose core the host has taken away, never holds the job up (it
+// just does not help), and a share that waits for the round before (a spin on a counter, where
+// a team would meet at a barrier) only waits for shares that threads already run. It wakes
+// parts - 1 helpers. It returns false, having run nothing, when the helpers are busy with
+// another caller's job or cannot be started, or where OpenMP would limit or bind the threads
+// (inside a parallel region, OMP_THREAD_LIMIT, OMP_PROC_BIND): parallel_region then follows
+// OpenMP's rules; and while an OpenMP team of ours is still awake (team_is_cold: its idle
+// workers spin on the cores helpers would use), when an OpenMP region is the cheaper hand-off
+// anyway, unless that team last ran a job of shares itself (run_phases' fallback, see
+// helpers.cpp). Helpers spin 2 ms after a job, then sleep; quiet_helpers (called as an OpenMP
+// region starts) sends spinning ones to sleep at once, so they never compete with an OpenMP
+// team for cores. helped_jobs: jobs in which a helper ran a share (tests).
 bool run_phases_on_helpers(int parts, int phases, void (*fn)(void*, int, int), void* ctx);
 void quiet_helpers();
 int64_t helped_jobs();
@@ -177,22 +173,6 @@ void parallel_region(int threads, Body&& body) {
     body(0, 1);
 }
 
-// Runs body(s) for the `shares` independent shares s in [0, shares) (no barrier between them:
-// they may run one after another on one thread), on helper threads where they are free and
-// otherwise on an OpenMP region, each thread taking shares tid, tid + team, ...
-template <typename Body>
-void run_shares(int shares, Body&& body) {
-    using Fn = std::remove_reference_t<Body>;
-    if (shares > 1 &&
-        run_shares_on_helpers(shares, [](void* c, int s) { (*static_cast<Fn*>(c))(s); },
-                              const_cast<void*>(static_cast<const void*>(&body))))
-        return;
-    parallel_region(shares, [&](int tid, int team) {
-        for (int s = tid; s < shares; s += team) body(s);
-    });
-    if (shares > 1) note_team_ran_shares();
-}
-
 // Runs body(phase, part) for each of `parts` parts in each of `phases` phases, a phase's parts
 // only after every part of the phase before (a two-phase step of one call: the reset-before
 // GRU's). On helpers where they are free (run_phases_on_helpers), otherwise on an OpenMP
@@ -216,6 +196,13 @@ void run_phases(int parts, int phases, Body&& body) {
         }
     });
     if (parts > 1) note_team_ran_shares();
+}
+
+// Runs body(s) for the `shares` independent shares s in [0, shares) (no barrier between them:
+// they may run one after another on one thread): run_phases with one phase.
+template <typename Body>
+void run_shares(int shares, Body&& body) {
+    run_phases(shares, 1, [&](int, int s) { body(s); });
 }
 
 // Calls body(begin, end, thread_index) on `threads` contiguous chunks of [0, n).

@@ -57,16 +57,19 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
     return checked_mul(seq.rows(), checked_mul(seq.H, G + 1 + extra_planes));
 }
 
-// The part of a step one thread computes: rows first, first + step, ... of the running prefix,
-// and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end). reverse: the step's
-// recurrent GEMMs visit the gates and panels in descending order (a zig-zag sweep, see
-// zigzag_bytes; the results are the same either way).
+// The part of a step one thread computes: rows first, first + step, ... below row_end of the
+// running prefix, and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end).
+// reverse: the step's recurrent GEMMs visit the gates and panels in descending order (a zig-zag
+// sweep, see zigzag_bytes; the results are the same either way).
 struct Slice {
-    int64_t row_first = 0, row_step = 1;
+    int64_t row_first = 0, row_step = 1, row_end = INT64_MAX;
     int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
     bool reverse = false;
+    // The end of the slice's rows in a step of Bs running rows.
+    int64_t row_limit(int64_t Bs) const { return std::min(Bs, row_end); }
     int64_t rows(int64_t Bs) const {
-        return row_first < Bs ? (Bs - row_first + row_step - 1) / row_step : 0;
+        const int64_t end = row_limit(Bs);
+        return row_first < end ? (end - row_first + row_step - 1) / row_step : 0;
     }
 };
 
@@ -76,6 +79,7 @@ template <typename T>
 struct StepForward {
     int64_t Bs, H;
     T* xw;                  // (Bs, G*H) input projection; training: activations
+    int64_t xw_first;       // the row of the step that xw's first row belongs to
     const T* bias;          // (G*H) folded bias, added to xw in the pointwise step
     const T* h;             // (B, H) h_{t-1}
     const T* h_rec;         // (B, H) m (.) h_{t-1}: what feeds W_hh
@@ -153,12 +157,12 @@ void add_slice_rows(T* sums, const T* m, int64_t ld, const Slice& sl, int64_t Bs
         T* const out = sums + g * H;
         const T* row = m + sl.row_first * ld + g * H;
         int64_t j = sl.row_first;
-        for (; j + 3 * sl.row_step < Bs; j += 4 * sl.row_step, row += 4 * step) {
+        for (; j + 3 * sl.row_step < sl.row_limit(Bs); j += 4 * sl.row_step, row += 4 * step) {
             const T *r0 = row, *r1 = row + step, *r2 = row + 2 * step, *r3 = row + 3 * step;
             for (int64_t u = sl.u_begin; u < sl.u_end; ++u)
                 out[u] = (((out[u] + r0[u]) + r1[u]) + r2[u]) + r3[u];
         }
-        for (; j < Bs; j += sl.row_step, row += step)
+        for (; j < sl.row_limit(Bs); j += sl.row_step, row += step)
             for (int64_t u = sl.u_begin; u < sl.u_end; ++u) out[u] += row[u];
     }
 }
@@ -306,10 +310,24 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, i
 
 // The slice of thread tid in a team of `team` threads (the team OpenMP actually started, which
 // can be smaller than the plan: OMP_THREAD_LIMIT, or a call from inside another parallel region).
+// Split by batch rows, a thread takes every team-th row; or, given the batch's rows `ranges_of`
+// (every sequence full length, so that each thread's share stays the same at every step), one
+// contiguous range of them. Interleaved 1 KB rows (h, c, y at H=256) put lines the other core
+// is writing next to each thread's own: the hardware prefetchers fetch them, and the owner has
+// to take them back. Where the two vCPUs sit far apart (core-to-core latency ~90-160 ns
+// instead of ~27 ns, which this host's placement switches between for tens of seconds at a
+// time), that made an LSTM H=256 T=150 B=32 forward 30.4 ms instead of 25.6; with ranges,
+// 25.9 and 25.1 (two threads, one process, rounds alternated, split by the latency measured
+// before each round).
 inline Slice slice_for(const TeamPlan& plan, int tid, int team, int64_t panels, int64_t nr,
-                       int64_t H) {
+                       int64_t H, int64_t ranges_of = 0) {
     Slice sl;
-    if (plan.batch_split) {
+    if (plan.batch_split && ranges_of > 0) {
+        sl.row_first = ranges_of * tid / team;
+        sl.row_end = ranges_of * (tid + 1) / team;
+        sl.p_begin = 0;
+        sl.p_end = panels;
+    } else if (plan.batch_split) {
         sl.row_first = tid;
         sl.row_step = team;
         sl.p_begin = 0;
@@ -350,7 +368,7 @@ void run_team(const TeamPlan& plan, bool no_barrier, Body&& body) {
 template <typename T, typename DstRow>
 void copy_slice_rows(const Slice& sl, int64_t Bs, const T* src, int64_t H, DstRow dst_row) {
     const int64_t n = sl.u_end - sl.u_begin;
-    for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(Bs); j += sl.row_step) {
         T* d = dst_row(j);
         if (d) std::memcpy(d + sl.u_begin, src + j * H + sl.u_begin, n * sizeof(T));
     }
@@ -428,13 +446,16 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
     // Split by batch rows, every sequence full length: each thread projects its own rows of a
-    // block of steps at the start of the block, inside the loop's region, as one GEMM (its
-    // rows of x, and of the block's buffer or the training workspace, are every team-th row
-    // when the team divides B). It reads back only rows it wrote, from its own cache, and the
-    // projection needs no parallel region of its own. Training too: LSTM H=256 T=150 B=32,
-    // two threads, 65.4 -> 64.0 ms.
-    const bool own_rows_projection = plan.batch_split && plan.threads > 1 &&
-                                     sched.identity && B % plan.threads == 0;
+    // block of steps at the start of the block, inside the loop's region, as one GEMM. It reads
+    // back only rows it wrote, from its own cache, and the projection needs no parallel region
+    // of its own. Inference: each thread owns a range of rows (row_ranges, see slice_for),
+    // copies its rows of the block's x into one dense matrix and projects them into its own
+    // dense part of the block's buffer. Training (LSTM H=256 T=150 B=32, two threads, 65.4 ->
+    // 64.0 ms) projects into the workspace, whose rows backward reads in packed order: there a
+    // thread's rows are every team-th row, when the team divides B.
+    const bool row_ranges = plan.batch_split && plan.threads > 1 && sched.identity && !training;
+    const bool own_rows_projection = plan.batch_split && plan.threads > 1 && sched.identity &&
+                                     (row_ranges || B % plan.threads == 0);
     // Inference split by units: each thread projects the gate columns of its own units, which
     // are all its steps read, at the start of each block inside the loop's region (for a
     // streaming step, no second region and no extra barrier). Needs each gate's block of
@@ -451,6 +472,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const int64_t max_block_rows = std::min(N, checked_mul(block_steps, B));
     Buffer<T> xw_storage(training ? 0 : checked_mul(max_block_rows, GH));
     Buffer<T> x_block(sched.identity ? 0 : checked_mul(max_block_rows, I));
+    Buffer<T> x_ranges(row_ranges ? checked_mul(max_block_rows, I) : 0);
     // The rows of x for steps [s0, s1), in packed order.
     auto block_input = [&](int64_t s0, int64_t s1) {
         const int64_t r0 = sched.offset[s0], rows = sched.offset[s1] - r0;
@@ -498,7 +520,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const bool by_phases = sched.steps == 1 && !plan.batch_split && plan.threads > 1 && phases > 1;
     std::unique_ptr<bool[]> part_reverse(by_phases ? new bool[plan.threads]() : nullptr);
     auto body = [&](int tid, int team, auto barrier, int only) {
-        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
+        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H, row_ranges ? B : 0);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
         const bool fused_projection = own_cols_projection && block_rows <= kFusedProjectionRows;
         // Zig-zag (see zigzag_bytes): the bytes of one sweep of this thread. A one-step block
@@ -528,7 +550,18 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             }
         };
         if (own_cols_projection && !defer_projection && only <= 0) project_own(false);
-        if (own_rows_projection && B % team == 0) {
+        // With row ranges: this thread's rows of the block's xw, (s1 - s0) steps of own_rows.
+        const int64_t own_rows = sl.rows(B);
+        T* const xw_own = row_ranges ? xw + (s1 - s0) * sl.row_first * GH : xw;
+        if (row_ranges) {
+            T* const x_own = x_ranges.get() + (s1 - s0) * sl.row_first * I;
+            for (int64_t s = 0; s < s1 - s0; ++s)
+                std::memcpy(x_own + s * own_rows * I, x_rows + (s * B + sl.row_first) * I,
+                            own_rows * I * sizeof(T));
+            gemm_prepacked<T>(Trans::no, (s1 - s0) * own_rows, x_own, I, ih, T(1), T(0), xw_own,
+                              GH, 1, projection_scratch.get() + tid * projection_scratch_size, {},
+                              block_rows);
+        } else if (own_rows_projection && B % team == 0) {
             const int64_t M = (s1 - s0) * (B / team);
             gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),
                               xw + sl.row_first * GH, GH * team, 1,
@@ -549,7 +582,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             StepForward<T> a{};
             a.Bs = Bs;
             a.H = H;
-            a.xw = xw + (p0 - sched.offset[s0]) * GH;
+            a.xw = row_ranges ? xw_own + (s - s0) * own_rows * GH : xw + (p0 - sched.offset[s0]) * GH;
+            a.xw_first = row_ranges ? sl.row_first : 0;
             a.bias = bias;
             a.h = h_in_y && s > 0 ? y + sched.offset[s - 1] * H : h_buf[cur].get();
             a.h_rec = mask ? h_rec_buf[cur].get() : a.h;
@@ -688,7 +722,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         T* db_part = db_parts.get() + tid * sum_cols;
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
-            for (int64_t j = sl.row_first; j < Bs; j += sl.row_step) {
+            for (int64_t j = sl.row_first; j < sl.row_limit(Bs); j += sl.row_step) {
                 T* d = dh.get() + j * H + sl.u_begin;
                 if (dy) {
                     const T* src = dy + sched.source[p0 + j] * ld_y + sl.u_begin;
@@ -876,9 +910,9 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
 // Calls f(row) for own rows of the running prefix, the row's gate-strided pointers set.
 template <typename T, typename F>
 void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
-    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step) {
         isa::Row<T> r = forward_row(a, sl, j);
-        r.xw = a.xw + j * G * a.H + sl.u_begin;
+        r.xw = a.xw + (j - a.xw_first) * G * a.H + sl.u_begin;
         r.bias = a.bias + sl.u_begin;
         r.gates = a.gates + j * G * a.H + sl.u_begin;
         f(r, j);
@@ -886,7 +920,7 @@ void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
 }
 template <typename T, typename F>
 void backward_rows(const StepBackward<T>& a, const Slice& sl, int64_t G, F f) {
-    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step) {
         isa::Row<T> r = backward_row(a, sl, j);
         r.act = a.act + j * G * a.H + sl.u_begin;
         r.dg = a.dg + j * G * a.H + sl.u_begin;
@@ -898,7 +932,7 @@ void backward_rows(const StepBackward<T>& a, const Slice& sl, int64_t G, F f) {
 template <typename T>
 void finish_dh(const StepBackward<T>& a, const Slice& sl, bool with_direct) {
     const int64_t H = a.H;
-    for (int64_t j = sl.row_first; j < a.Bs; j += sl.row_step)
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step)
         for (int64_t u = sl.u_begin; u < sl.u_end; ++u) {
             const int64_t i = j * H + u;
             T v = a.mask ? a.dh_rec[i] * a.mask[i] : a.dh_rec[i];

@@ -555,10 +555,15 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         const int64_t own_rows = sl.rows(B);
         T* const xw_own = row_ranges ? xw + (s1 - s0) * sl.row_first * GH : xw;
         if (row_ranges) {
-            T* const x_own = x_ranges.get() + (s1 - s0) * sl.row_first * I;
-            for (int64_t s = 0; s < s1 - s0; ++s)
-                std::memcpy(x_own + s * own_rows * I, x_rows + (s * B + sl.row_first) * I,
-                            own_rows * I * sizeof(T));
+            // A range of every row (a team of one) is already one dense matrix in x.
+            const T* x_own = x_rows;
+            if (own_rows != B) {
+                T* const dense = x_ranges.get() + (s1 - s0) * sl.row_first * I;
+                for (int64_t s = 0; s < s1 - s0; ++s)
+                    std::memcpy(dense + s * own_rows * I, x_rows + (s * B + sl.row_first) * I,
+                                own_rows * I * sizeof(T));
+                x_own = dense;
+            }
             gemm_prepacked<T>(Trans::no, (s1 - s0) * own_rows, x_own, I, ih, T(1), T(0), xw_own,
                               GH, 1, projection_scratch.get() + tid * projection_scratch_size, {},
                               block_rows);

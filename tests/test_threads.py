@@ -322,15 +322,18 @@ def test_handles_and_bidirectional_calls_do_not_depend_on_the_thread_count(cell,
 @pytest.mark.parametrize("cell,opts", [("rnn", {}), ("gru", {}), ("gru", {"reset_after": False}),
                                        ("lstm", {})])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_inference_split_into_row_ranges_does_not_depend_on_the_thread_count(cell, opts, dtype):
-    """A many-step inference call with enough rows splits by batch rows; every sequence full
-    length, each thread takes one range of rows, projects them into its own part of the block's
-    buffer and runs their steps. Batches that 2 and 3 threads do not divide evenly, several
-    projection blocks (T=50 at these sizes), initial states, batch_first, reversed, a recurrent
-    mask, raw arrays and a handle: the same bits as one thread."""
+def test_split_into_row_ranges_does_not_depend_on_the_thread_count(cell, opts, dtype):
+    """A many-step call with enough rows splits by batch rows; every sequence full length, each
+    thread takes one range of rows, projects them into its own part of the block's buffer and
+    runs their steps (training: writes their activations to the workspace, and backward takes
+    the same ranges). Batches that 2 and 3 threads do not divide evenly, several projection
+    blocks (T=50 at these sizes), initial states, batch_first, reversed, a recurrent mask, raw
+    arrays and a handle, inference and training with its gradients (dy and dh_n, return_dh_seq):
+    the same bits as one thread."""
     G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
     rng = np.random.default_rng(23)
     fn = getattr(F, cell)
+    fn_backward = getattr(F, cell + "_backward")
     saved = gatedrnn.get_num_threads()
     try:
         for T, B, I, H in ((50, 37, 24, 160), (9, 25, 40, 64), (3, 49, 8, 96)):
@@ -341,25 +344,37 @@ def test_inference_split_into_row_ranges_does_not_depend_on_the_thread_count(cel
             if cell == "lstm":
                 states["c0"] = rng.standard_normal((B, H)).astype(dtype)
             mask = (rng.random((B, H)) > 0.2).astype(dtype)
+            dy = rng.standard_normal((T, B, H)).astype(dtype)
+            dh_n = rng.standard_normal((B, H)).astype(dtype)
             handle = F.pack_weights(cell, *w, **opts)
             calls = {
-                "handle": lambda: fn(x, handle, **states),
-                "arrays": lambda: fn(x, *w, **opts, **states),
-                "batch_first": lambda: fn(np.ascontiguousarray(x.transpose(1, 0, 2)), handle,
-                                          batch_first=True, **states),
-                "reverse": lambda: fn(x, handle, reverse=True, **states),
-                "mask": lambda: fn(x, handle, recurrent_mask=mask, **states),
+                "handle": lambda **kw: fn(x, handle, **states, **kw),
+                "arrays": lambda **kw: fn(x, *w, **opts, **states, **kw),
+                "batch_first": lambda **kw: fn(np.ascontiguousarray(x.transpose(1, 0, 2)), handle,
+                                               batch_first=True, **states, **kw),
+                "reverse": lambda **kw: fn(x, handle, reverse=True, **states, **kw),
+                "mask": lambda **kw: fn(x, handle, recurrent_mask=mask, **states, **kw),
             }
+
+            def trained(name, call):
+                out = call(training=True)
+                d_y = np.ascontiguousarray(dy.transpose(1, 0, 2)) if name == "batch_first" else dy
+                grads = fn_backward(out.ctx, dy=d_y, dh_n=dh_n, return_dh_seq=True)
+                return [out.y, out.h_n] + [g for g in grads if g is not None]
+
             for name, call in calls.items():
-                runs = []
-                for n in (1, 2, 3):
-                    gatedrnn.set_num_threads(n)
-                    runs.append([a for a in call() if a is not None])
-                for n, got in zip((2, 3), runs[1:]):
-                    for j, (a, b) in enumerate(zip(got, runs[0])):
-                        np.testing.assert_array_equal(
-                            a, b, f"{name} T={T} B={B} I={I} H={H}: output {j} with {n} threads "
-                            "differs from 1 thread")
+                for mode, run in (("inference", lambda: [a for a in call() if a is not None]),
+                                  ("training", lambda: trained(name, call))):
+                    runs = []
+                    for n in (1, 2, 3):
+                        gatedrnn.set_num_threads(n)
+                        runs.append(run())
+                    for n, got in zip((2, 3), runs[1:]):
+                        assert len(got) == len(runs[0])
+                        for j, (a, b) in enumerate(zip(got, runs[0])):
+                            np.testing.assert_array_equal(
+                                a, b, f"{name} {mode} T={T} B={B} I={I} H={H}: output {j} with "
+                                f"{n} threads differs from 1 thread")
     finally:
         gatedrnn.set_num_threads(saved)
 

@@ -78,8 +78,10 @@ struct Slice {
 template <typename T>
 struct StepForward {
     int64_t Bs, H;
-    T* xw;                  // (Bs, G*H) input projection; training: activations
+    T* xw;                  // (Bs, G*H) input projection
     int64_t xw_first;       // the row of the step that xw's first row belongs to
+    T* act;                 // (Bs, G*H) training: where the activations go (xw itself, or the
+                            // workspace's rows when xw is a thread's own scratch); else null
     const T* bias;          // (G*H) folded bias, added to xw in the pointwise step
     const T* h;             // (B, H) h_{t-1}
     const T* h_rec;         // (B, H) m (.) h_{t-1}: what feeds W_hh
@@ -231,7 +233,7 @@ inline int64_t projection_block_steps(int64_t B, int64_t GH, size_t element) {
 }
 
 // Split by batch rows: steps per block of the input projection when each thread projects its
-// own rows (own_rows_projection below), about 2 MB of them per thread. Measured
+// own rows (row_ranges below), about 2 MB of them per thread. Measured
 // with 2 threads, LSTM H=256 T=150, B=16/32/64 forward, against the shared projection: 2 MB
 // per thread gains 1-2%; 0.25 MB loses 2% (short GEMMs), 4 MB ties, 8 MB loses 3-5%.
 inline int64_t own_rows_block_steps(int64_t B, int64_t GH, size_t element, int threads) {
@@ -319,7 +321,10 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, i
 // time), that made an LSTM H=256 T=150 B=32 forward 30.4 ms instead of 25.6. With ranges it
 // takes 0.87 times as long as with interleaved rows in far phases and 0.97 times in near ones
 // (two threads, one process, rounds alternated, split by the latency measured before each
-// round: 446 and 825 rounds).
+// round: 446 and 825 rounds). Training, whose backward takes the same ranges (forward +
+// backward, time with ranges relative to interleaved rows, far / near phases): LSTM H=256
+// T=150 B=16/32/64 0.93/0.91/0.90 and 0.98/0.99/0.98; LSTM H=512 T=25 B=32/64 0.96/0.96 and
+// 0.99/0.99; GRU H=512 T=50 B=32 0.94 (far); RNN H=1024 T=50 B=32/128 0.98/0.99 and 0.99/1.00.
 inline Slice slice_for(const TeamPlan& plan, int tid, int team, int64_t panels, int64_t nr,
                        int64_t H, int64_t ranges_of = 0) {
     Slice sl;
@@ -446,17 +451,14 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, sched.steps);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
-    // Split by batch rows, every sequence full length: each thread projects its own rows of a
-    // block of steps at the start of the block, inside the loop's region, as one GEMM. It reads
-    // back only rows it wrote, from its own cache, and the projection needs no parallel region
-    // of its own. Inference: each thread owns a range of rows (row_ranges, see slice_for),
-    // copies its rows of the block's x into one dense matrix and projects them into its own
-    // dense part of the block's buffer. Training (LSTM H=256 T=150 B=32, two threads, 65.4 ->
-    // 64.0 ms) projects into the workspace, whose rows backward reads in packed order: there a
-    // thread's rows are every team-th row, when the team divides B.
-    const bool row_ranges = plan.batch_split && plan.threads > 1 && sched.identity && !training;
-    const bool own_rows_projection = plan.batch_split && plan.threads > 1 && sched.identity &&
-                                     (row_ranges || B % plan.threads == 0);
+    // Split by batch rows, every sequence full length: each thread owns a range of rows
+    // (row_ranges, see slice_for) and projects its own rows of a block of steps at the start of
+    // the block, inside the loop's region: it copies its rows of the block's x into one dense
+    // matrix and projects them as one GEMM into its own dense part of the block's buffer. It
+    // reads back only rows it wrote, from its own cache, and the projection needs no parallel
+    // region of its own. Training writes the activations to the workspace's rows in packed
+    // order (StepForward::act), where backward reads them.
+    const bool row_ranges = plan.batch_split && plan.threads > 1 && sched.identity;
     // Inference split by units: each thread projects the gate columns of its own units, which
     // are all its steps read, at the start of each block inside the loop's region (for a
     // streaming step, no second region and no extra barrier). Needs each gate's block of
@@ -466,12 +468,15 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const bool own_cols_projection = !training && !plan.batch_split && plan.threads > 1 &&
                                      H % ih_nr == 0;
     const int64_t block_steps =
-        own_rows_projection ? own_rows_block_steps(B, GH, sizeof(T), plan.threads)
+        row_ranges ? own_rows_block_steps(B, GH, sizeof(T), plan.threads)
         : own_cols_projection ? projection_block_steps(B, GH, sizeof(T))
         : training ? std::max<int64_t>(sched.steps, 1)
                    : projection_block_steps(B, GH, sizeof(T));
     const int64_t max_block_rows = std::min(N, checked_mul(block_steps, B));
-    Buffer<T> xw_storage(training ? 0 : checked_mul(max_block_rows, GH));
+    // Training without row ranges projects straight into the workspace, and the activations
+    // overwrite the projection there.
+    const bool xw_in_workspace = training && !row_ranges;
+    Buffer<T> xw_storage(xw_in_workspace ? 0 : checked_mul(max_block_rows, GH));
     Buffer<T> x_block(sched.identity ? 0 : checked_mul(max_block_rows, I));
     Buffer<T> x_ranges(row_ranges ? checked_mul(max_block_rows, I) : 0);
     // The rows of x for steps [s0, s1), in packed order.
@@ -490,7 +495,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
 
     // Scratch for the threads' serial projection GEMMs (none when every block is a few rows).
     const int64_t projection_scratch_size =
-        own_rows_projection || (own_cols_projection && max_block_rows > kFusedProjectionRows)
+        row_ranges || (own_cols_projection && max_block_rows > kFusedProjectionRows)
             ? gemm_serial_scratch_elements(ih) : 0;
     Buffer<T> projection_scratch(checked_mul(plan.threads, projection_scratch_size));
     // When y's rows are in packed order with row stride H (every sequence full length, not
@@ -499,9 +504,9 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const bool h_in_y = sched.identity && ld_y == H;
     for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
     s1 = std::min(sched.steps, s0 + block_steps);
-    T* xw = training ? planes.act + sched.offset[s0] * GH : xw_storage.get();
+    T* xw = xw_in_workspace ? planes.act + sched.offset[s0] * GH : xw_storage.get();
     const T* x_rows = nullptr;   // the block's rows of x, when the team projects them
-    if (own_cols_projection || own_rows_projection)
+    if (own_cols_projection || row_ranges)
         x_rows = block_input(s0, s1);
     else
         project(s0, s1, xw);
@@ -567,20 +572,6 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             gemm_prepacked<T>(Trans::no, (s1 - s0) * own_rows, x_own, I, ih, T(1), T(0), xw_own,
                               GH, 1, projection_scratch.get() + tid * projection_scratch_size, {},
                               block_rows);
-        } else if (own_rows_projection && B % team == 0) {
-            const int64_t M = (s1 - s0) * (B / team);
-            gemm_prepacked<T>(Trans::no, M, x_rows + sl.row_first * I, I * team, ih, T(1), T(0),
-                              xw + sl.row_first * GH, GH * team, 1,
-                              projection_scratch.get() + tid * projection_scratch_size, {},
-                              block_rows);
-        } else if (own_rows_projection) {  // OpenMP started a team that does not divide B
-            for (int64_t s = s0; s < s1; ++s) {
-                const int64_t r = sched.offset[s] - sched.offset[s0] + sl.row_first;
-                const int64_t M = sl.rows(sched.active[s]);
-                if (M > 0)
-                    gemm_packed<T>(M, x_rows + r * I, I * sl.row_step, ih, 0, ih.panels, T(0),
-                                   xw + r * GH, GH * sl.row_step, false, block_rows, true);
-            }
         }
         for (int64_t s = s0; s < s1; ++s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
@@ -590,6 +581,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             a.H = H;
             a.xw = row_ranges ? xw_own + (s - s0) * own_rows * GH : xw + (p0 - sched.offset[s0]) * GH;
             a.xw_first = row_ranges ? sl.row_first : 0;
+            a.act = !training ? nullptr : xw_in_workspace ? a.xw : planes.act + p0 * GH;
             a.bias = bias;
             a.h = h_in_y && s > 0 ? y + sched.offset[s - 1] * H : h_buf[cur].get();
             a.h_rec = mask ? h_rec_buf[cur].get() : a.h;
@@ -723,7 +715,9 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     Buffer<T> db_parts(checked_mul(plan.threads, sum_cols));
     std::fill(db_parts.get(), db_parts.get() + plan.threads * sum_cols, T(0));
     run_team(plan, false, [&](int tid, int team, auto barrier) {
-        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H);
+        // Every sequence full length: each thread owns a range of rows, as in forward.
+        const Slice sl =
+            slice_for(plan, tid, team, packed[0].panels, k.nr, H, sched.identity ? B : 0);
         const int64_t n = sl.u_end - sl.u_begin;
         T* db_part = db_parts.get() + tid * sum_cols;
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
@@ -919,6 +913,7 @@ void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
     for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step) {
         isa::Row<T> r = forward_row(a, sl, j);
         r.xw = a.xw + (j - a.xw_first) * G * a.H + sl.u_begin;
+        r.act_out = a.act ? a.act + j * G * a.H + sl.u_begin : nullptr;
         r.bias = a.bias + sl.u_begin;
         r.gates = a.gates + j * G * a.H + sl.u_begin;
         f(r, j);

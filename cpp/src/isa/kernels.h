@@ -647,7 +647,7 @@ struct Cells {
             const auto v = pre<S>(r, k);
             const auto h = r.activation == 1 ? S::max_keep_nan(S::zero(), v) : tanh_v<S>(v);
             put_h<S>(r, k, h);
-            if (r.training) S::store(r.xw + k, h);
+            if (r.training) S::store(r.act_out + k, h);
         });
     }
     static void rnn_backward(const Row& r) {
@@ -670,7 +670,7 @@ struct Cells {
     // Sweeps over the row, each a short chain of dependent operations that the out-of-order
     // window overlaps from one element to the next: the sigmoid gates i, f, o one at a time,
     // the tanh gate g, then c_t, tanh(c_t) and h_t. Activations overwrite their
-    // pre-activation's recurrent part (inference) or projection (training, which saves them).
+    // pre-activation's recurrent part (inference) or go to act_out (training, which saves them).
     // One sweep for everything was too long a chain (a row of 128 units in L1, AVX2 on Zen 3:
     // 4.5 ns per unit; two sweeps, the gates and c_t then h_t: 3.85). One sweep per activation
     // waits least on the divisions and spills no registers: one thread, LSTM H=256 B=16, input
@@ -678,7 +678,7 @@ struct Cells {
     // runs. The same arithmetic each way, so the same results.
     static void lstm_forward(const Row& r) {
         const int64_t H = r.H;
-        T* const act = r.training ? r.xw : r.gates;
+        T* const act = r.training ? r.act_out : r.gates;
         const int64_t sigmoid_gates[3] = {0, H, 3 * H};
         for (const int64_t at : sigmoid_gates)
             sweep<V>(r.n, [&](auto s, int64_t k) {
@@ -730,7 +730,7 @@ struct Cells {
             const auto h_prev = S::load(r.h_prev + k);
             put_h<S>(r, k, S::fmadd(z, S::sub(h_prev, n), n));  // (1 - z) n + z h
             if (r.training) {
-                S::store(r.xw + k, rg), S::store(r.xw + H + k, z), S::store(r.xw + 2 * H + k, n);
+                S::store(r.act_out + k, rg), S::store(r.act_out + H + k, z), S::store(r.act_out + 2 * H + k, n);
                 S::store(r.save0 + k, hn);
             }
         });
@@ -770,8 +770,8 @@ struct Cells {
             const auto n = tanh_v<S>(pre<S>(r, 2 * H + k));
             put_h<S>(r, k, S::fmadd(z, S::sub(S::load(r.h_prev + k), n), n));
             if (r.training) {
-                S::store(r.xw + k, S::load(r.gates + k)), S::store(r.xw + H + k, z);
-                S::store(r.xw + 2 * H + k, n);
+                S::store(r.act_out + k, S::load(r.gates + k)), S::store(r.act_out + H + k, z);
+                S::store(r.act_out + 2 * H + k, n);
             }
         });
     }

@@ -16,7 +16,8 @@ struct Row {
     int activation = 0;          // rnn: 0 tanh, 1 relu
     bool training = false;
     // forward
-    T* xw = nullptr;             // input projection; training: overwritten by activations
+    T* xw = nullptr;             // input projection
+    T* act_out = nullptr;        // training: where the activations go (can be xw itself)
     const T* bias = nullptr;     // folded bias added to xw (gate-strided like xw), or null
     T* gates = nullptr;          // recurrent pre-activations (reset-before GRU: r, z stored
                                  // back; LSTM inference: o, between its two sweeps)

@@ -730,7 +730,8 @@ struct Cells {
             const auto h_prev = S::load(r.h_prev + k);
             put_h<S>(r, k, S::fmadd(z, S::sub(h_prev, n), n));  // (1 - z) n + z h
             if (r.training) {
-                S::store(r.act_out + k, rg), S::store(r.act_out + H + k, z), S::store(r.act_out + 2 * H + k, n);
+                S::store(r.act_out + k, rg), S::store(r.act_out + H + k, z);
+                S::store(r.act_out + 2 * H + k, n);
                 S::store(r.save0 + k, hn);
             }
         });

@@ -16,7 +16,7 @@ struct Row {
     int activation = 0;          // rnn: 0 tanh, 1 relu
     bool training = false;
     // forward
-    T* xw = nullptr;             // input projection
+    const T* xw = nullptr;       // input projection (read only)
     T* act_out = nullptr;        // training: where the activations go (can be xw itself)
     const T* bias = nullptr;     // folded bias added to xw (gate-strided like xw), or null
     T* gates = nullptr;          // recurrent pre-activations (reset-before GRU: r, z stored

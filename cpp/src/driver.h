@@ -359,14 +359,15 @@ void run_team(const TeamPlan& plan, bool no_barrier, Body&& body) {
         run_shares(plan.threads, [&](int share) { body(share, plan.threads, [] {}); });
         return;
     }
+    // TeamBarrier (parallel.h), not OpenMP's. Two threads split by units, time per step with it
+    // relative to OpenMP's barrier (median over alternated rounds, cores near / far, see
+    // slice_for): LSTM B=1 H=256 0.971 / 0.967 (~9 us a step); reset-before GRU B=1 H=512
+    // (two barriers a step) 0.973 / 0.975; RNN B=1 H=512 0.981 / 0.979; LSTM B=4 H=256
+    // 0.987 / 0.979; LSTM B=1 H=512 0.994 / 0.986; reset-after GRU B=1 and reset-before B=2,
+    // H=1024 (100-150 us a step) 0.99-1.00.
+    const TeamBarrier barrier(plan.threads);
     parallel_region(plan.threads, [&](int tid, int team) {
-        body(tid, team, [team] {
-#ifdef _OPENMP
-            if (team > 1) {
-#pragma omp barrier
-            }
-#endif
-        });
+        body(tid, team, [&barrier, tid, team] { barrier.wait(tid, team); });
     });
 }
 

@@ -226,6 +226,43 @@ def test_results_do_not_depend_on_the_thread_count(variant, each_isa):
         gatedrnn.set_num_threads(saved)
 
 
+def test_more_threads_than_cpus_and_several_callers_give_the_same_bits():
+    """Steps split by units meet at gatedrnn's own barrier (parallel.h, TeamBarrier). With
+    more threads than the process has CPUs, and several Python threads calling at once, a
+    waiter there yields its core and then sleeps until the thread it waits for wakes it: every
+    path of the barrier, whose results must still be those of one thread."""
+    if not gatedrnn.info()["openmp"]:
+        pytest.skip("built without OpenMP: one thread only")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cases = []
+    for i, cell in enumerate(["lstm", "gru", "gru_rb", "rnn"]):
+        rng = np.random.default_rng(700 + i)
+        G = {"lstm": 4, "gru": 3, "gru_rb": 3, "rnn": 1}[cell]
+        T, B, H = 12, 1 + i % 2, 256   # a batch of 1-2 rows: split by units, a barrier a step
+        args = [rng.standard_normal(s).astype(np.float32) * 0.1
+                for s in [(T, B, H), (G * H, H), (G * H, H), (G * H,), (G * H,)]]
+        fn, kw = (F.gru, {"reset_after": False}) if cell == "gru_rb" else (getattr(F, cell), {})
+        cases.append((fn, args, kw))
+    saved = gatedrnn.get_num_threads()
+    try:
+        gatedrnn.set_num_threads(1)
+        want = [fn(*args, **kw).y for fn, args, kw in cases]
+        gatedrnn.set_num_threads(2 * cpus + 1)
+        got = {}
+
+        def work(t):
+            for rep in range(3):
+                for k, (fn, args, kw) in enumerate(cases):
+                    got[(t, rep, k)] = fn(*args, **kw).y
+
+        _in_threads(work, n=3)
+    finally:
+        gatedrnn.set_num_threads(saved)
+    assert len(got) == 3 * 3 * len(cases)
+    for (t, rep, k), y in got.items():
+        np.testing.assert_array_equal(y, want[k], f"caller {t}, call {rep}, case {k}")
+
+
 # Shapes that split a step by units with 2 and 3 threads (few rows per thread), over several
 # steps: the forward pass hands out each thread's units in chunks that another thread may take.
 STEAL_CASES = [

@@ -27,6 +27,7 @@
 #include <xmmintrin.h>
 #define GATEDRNN_HAVE_MXCSR 1
 #endif
+#include <condition_variable>
 #include <thread>
 
 namespace gatedrnn::detail {
@@ -132,15 +133,27 @@ bool run_phases_on_helpers(int parts, int phases, void (*fn)(void*, int, int), v
 void quiet_helpers();
 int64_t helped_jobs();
 
+// Threads now running in regions of gatedrnn's that meet at a TeamBarrier (all callers).
+std::atomic<int>& threads_in_teams();
+
 // The barrier between the steps (or phases) of one region's threads: each thread counts the
 // barriers it has reached on its own cache line and waits until every other thread of the team
 // has reached as many. A waiting thread needs one cache-line transfer per other thread, where
 // OpenMP's central barrier (libgomp) takes several in a row: two threads, ~50 ns a barrier
-// against ~300 ns on the machine of gatedrnn/threads.h. A step of a batch-1 LSTM split by
-// units at H=256 (~9 us) is 3% faster so; see run_team (driver.h) for more shapes. A thread
-// that waits long (its partner's core was taken away: a shared host, more threads than cores)
-// spins with pause for a while and then yields its core between looks. Every thread of the
-// team must reach every barrier (a region's body must not throw, as with an OpenMP barrier).
+// against ~300 ns on the machine of gatedrnn/threads.h (see run_team, driver.h, for what that
+// gives). A waiter spins with pause for up to kSpinNs (as long as the helpers spin, about as
+// long as libgomp's), then sleeps until the thread it waits for arrives and wakes it. While
+// gatedrnn's teams have more threads than the process has CPUs (several Python threads calling
+// at once, or a cap above the CPU count), a spin would hold the core that the awaited thread
+// needs: the waiter yields its core a few times instead, then sleeps. LSTM B=1 H=256 T=150,
+// ms per call with this barrier / OpenMP's: two callers of two threads each 3.4 / 4.4, one
+// caller with 4 threads 2.1 / 3.4, with 3 threads 2.4 / 3.9 (spinning 1 ms before yielding,
+// 85-160 ms); two threads while another process keeps one of the two CPUs busy half the time
+// 2.8 / 2.9 and, at H=1024 T=50, 13.4 / 14.7 (a 0.2 ms spin: 3.8 / 3.3 and 18.1 / 15.3).
+// Every thread of the team must reach every barrier (a region's body must not throw, as with
+// an OpenMP barrier). Arriving (store the count, then look for sleepers) and going to sleep
+// (register as a sleeper, then look at the count, under the lock) each store before they
+// load, sequentially consistent: one of the two sees the other, so no wake-up is lost.
 class TeamBarrier {
 public:
     explicit TeamBarrier(int threads) : counts_(new Count[std::max(threads, 1)]) {}
@@ -151,28 +164,64 @@ public:
     void wait(int tid, int team) const {
         if (team <= 1) return;
         const int64_t reached = counts_[tid].n.load(std::memory_order_relaxed) + 1;
-        counts_[tid].n.store(reached, std::memory_order_release);
+        counts_[tid].n.store(reached, std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+            { std::lock_guard<std::mutex> guard(lock_); }
+            wake_.notify_all();
+        }
         for (int u = 0; u < team; ++u) {
             if (u == tid) continue;
-            for (int64_t looks = 1; counts_[u].n.load(std::memory_order_acquire) < reached; ++looks) {
-                if (looks < kPauses) {
+            const std::atomic<int64_t>& other = counts_[u].n;
+            if (other.load(std::memory_order_acquire) >= reached) continue;
+            if (threads_in_teams().load(std::memory_order_relaxed) <= available_cpus()) {
+                const int64_t until = monotonic_ns() + kSpinNs;
+                for (int looks = 1; other.load(std::memory_order_acquire) < reached; ++looks) {
 #if defined(__SSE2__) || defined(_M_X64)
                     _mm_pause();
 #endif
-                } else {
-                    std::this_thread::yield();
+                    if (looks % 256 == 0 && monotonic_ns() > until) break;
                 }
+            } else {
+                for (int looks = 0; looks < kYields && other.load(std::memory_order_acquire) < reached; ++looks)
+                    std::this_thread::yield();
             }
+            if (other.load(std::memory_order_acquire) >= reached) continue;
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            {
+                std::unique_lock<std::mutex> guard(lock_);
+                wake_.wait(guard, [&] { return other.load(std::memory_order_seq_cst) >= reached; });
+            }
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
         }
     }
 
 private:
-    // ~0.5-2 ms of pauses (a step's imbalance is far shorter) before the waiter yields.
-    static constexpr int64_t kPauses = int64_t(1) << 15;
+    static constexpr int64_t kSpinNs = 2'000'000;
+    static constexpr int kYields = 64;
     struct alignas(64) Count {
         std::atomic<int64_t> n{0};
     };
     std::unique_ptr<Count[]> counts_;
+    alignas(64) mutable std::atomic<int> sleepers_{0};
+    mutable std::mutex lock_;
+    mutable std::condition_variable wake_;
+};
+
+// Counts the `threads` of a region that meets at a TeamBarrier in threads_in_teams while it
+// lives.
+class TeamThreads {
+public:
+    explicit TeamThreads(int threads) : threads_(threads > 1 ? threads : 0) {
+        if (threads_) threads_in_teams().fetch_add(threads_, std::memory_order_relaxed);
+    }
+    ~TeamThreads() {
+        if (threads_) threads_in_teams().fetch_sub(threads_, std::memory_order_relaxed);
+    }
+    TeamThreads(const TeamThreads&) = delete;
+    TeamThreads& operator=(const TeamThreads&) = delete;
+
+private:
+    int threads_;
 };
 
 // Runs body(thread_index, team) on up to `threads` threads (team: how many OpenMP started),
@@ -230,6 +279,7 @@ void run_phases(int parts, int phases, Body&& body) {
                               [](void* c, int phase, int part) { (*static_cast<Fn*>(c))(phase, part); },
                               const_cast<void*>(static_cast<const void*>(&body))))
         return;
+    const TeamThreads running(parts);
     const TeamBarrier barrier(parts);
     parallel_region(parts, [&](int tid, int team) {
         for (int phase = 0; phase < phases; ++phase) {

@@ -141,6 +141,11 @@ bool openmp_enabled() {
 #endif
 }
 
+int available_cpus() {
+    static const int value = cpus_available();
+    return value;
+}
+
 int default_threads() {
     if (!openmp_enabled()) return 1;
     static const int value = [] {
@@ -204,6 +209,10 @@ bool concurrent_directions_allowed() {
 
 namespace {
 std::atomic<bool> steal_others_first_flag{false};
+}
+std::atomic<int>& threads_in_teams() {
+    static std::atomic<int> count{0};
+    return count;
 }
 bool steal_others_first() { return steal_others_first_flag.load(std::memory_order_relaxed); }
 void set_steal_others_first(bool on) { steal_others_first_flag.store(on, std::memory_order_relaxed); }

@@ -82,6 +82,9 @@ int64_t team_runs();                 // parallel regions run with a team so far 
 void note_team_ran_shares();
 bool team_ran_shares();
 
+// The CPUs this process may run on (affinity), at least 1.
+int available_cpus();
+
 // Threads worth using for `work` multiply-adds of parallel work: small problems run on one
 // thread, so they do not pay for waking a team.
 int threads_for_work(double work);

@@ -365,7 +365,6 @@ void run_team(const TeamPlan& plan, bool no_barrier, Body&& body) {
     // (two barriers a step) 0.973 / 0.975; RNN B=1 H=512 0.981 / 0.979; LSTM B=4 H=256
     // 0.987 / 0.979; LSTM B=1 H=512 0.994 / 0.986; reset-after GRU B=1 and reset-before B=2,
     // H=1024 (100-150 us a step) 0.99-1.00.
-    const TeamThreads running(plan.threads);
     const TeamBarrier barrier(plan.threads);
     parallel_region(plan.threads, [&](int tid, int team) {
         body(tid, team, [&barrier, tid, team] { barrier.wait(tid, team); });

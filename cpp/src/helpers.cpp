@@ -15,12 +15,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <immintrin.h>
-#define GATEDRNN_PAUSE() _mm_pause()
-#else
-#define GATEDRNN_PAUSE() std::this_thread::yield()
-#endif
 
 namespace gatedrnn::detail {
 namespace {

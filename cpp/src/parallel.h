@@ -23,12 +23,18 @@
 #include <omp.h>
 #endif
 #if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
 #include <xmmintrin.h>
 #define GATEDRNN_HAVE_MXCSR 1
 #endif
 #include <condition_variable>
 #include <thread>
+// One look of a spin-wait: the pause hint where there is one (SSE2, part of x86-64).
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define GATEDRNN_PAUSE() _mm_pause()
+#else
+#define GATEDRNN_PAUSE() std::this_thread::yield()
+#endif
 
 namespace gatedrnn::detail {
 
@@ -133,7 +139,7 @@ bool run_phases_on_helpers(int parts, int phases, void (*fn)(void*, int, int), v
 void quiet_helpers();
 int64_t helped_jobs();
 
-// Threads now running in regions of gatedrnn's that meet at a TeamBarrier (all callers).
+// Threads now running in gatedrnn's OpenMP regions (parallel_region), all callers together.
 std::atomic<int>& threads_in_teams();
 
 // The barrier between the steps (or phases) of one region's threads: each thread counts the
@@ -176,14 +182,14 @@ public:
             if (threads_in_teams().load(std::memory_order_relaxed) <= available_cpus()) {
                 const int64_t until = monotonic_ns() + kSpinNs;
                 for (int looks = 1; other.load(std::memory_order_acquire) < reached; ++looks) {
-#if defined(__SSE2__) || defined(_M_X64)
-                    _mm_pause();
-#endif
+                    GATEDRNN_PAUSE();
                     if (looks % 256 == 0 && monotonic_ns() > until) break;
                 }
             } else {
-                for (int looks = 0; looks < kYields && other.load(std::memory_order_acquire) < reached; ++looks)
+                for (int looks = 0; looks < kYields; ++looks) {
+                    if (other.load(std::memory_order_acquire) >= reached) break;
                     std::this_thread::yield();
+                }
             }
             if (other.load(std::memory_order_acquire) >= reached) continue;
             sleepers_.fetch_add(1, std::memory_order_seq_cst);
@@ -207,8 +213,7 @@ private:
     mutable std::condition_variable wake_;
 };
 
-// Counts the `threads` of a region that meets at a TeamBarrier in threads_in_teams while it
-// lives.
+// Counts a region's `threads` in threads_in_teams while it lives.
 class TeamThreads {
 public:
     explicit TeamThreads(int threads) : threads_(threads > 1 ? threads : 0) {
@@ -232,6 +237,7 @@ void parallel_region(int threads, Body&& body) {
 #ifdef _OPENMP
     if (threads > 1) {
         quiet_helpers();
+        const TeamThreads running(threads);
         std::exception_ptr error;
         std::mutex error_lock;
         // Timings for the cold-start estimate (gatedrnn/threads.h, CallThreads).
@@ -279,7 +285,6 @@ void run_phases(int parts, int phases, Body&& body) {
                               [](void* c, int phase, int part) { (*static_cast<Fn*>(c))(phase, part); },
                               const_cast<void*>(static_cast<const void*>(&body))))
         return;
-    const TeamThreads running(parts);
     const TeamBarrier barrier(parts);
     parallel_region(parts, [&](int tid, int team) {
         for (int phase = 0; phase < phases; ++phase) {

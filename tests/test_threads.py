@@ -360,13 +360,16 @@ def test_handles_and_bidirectional_calls_do_not_depend_on_the_thread_count(cell,
                                        ("lstm", {})])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_split_into_row_ranges_does_not_depend_on_the_thread_count(cell, opts, dtype):
-    """A many-step call with enough rows splits by batch rows; every sequence full length, each
-    thread takes one range of rows, projects them into its own part of the block's buffer and
-    runs their steps (training: writes their activations to the workspace, and backward takes
-    the same ranges). Batches that 2 and 3 threads do not divide evenly, several projection
-    blocks (T=50 at these sizes), initial states, batch_first, reversed, a recurrent mask, raw
-    arrays and a handle, inference and training with its gradients (dy and dh_n, return_dh_seq):
-    the same bits as one thread."""
+    """A many-step call with enough rows splits by batch rows: each thread takes one range of
+    the rows sorted by length, cut so the threads' valid steps come out even, projects its
+    running rows into its own part of each block's buffer and runs their steps, in one region
+    (training: writes their activations to the workspace, and backward takes the same ranges).
+    Batches that 2 and 3 threads do not divide evenly, several projection blocks (T=50 at these
+    sizes; with ragged lengths the threads are in different blocks at the same time), ragged
+    lengths with zeros, lengths where one sequence outweighs the rest (a range of one row),
+    initial states, batch_first, reversed, a recurrent mask, raw arrays and a handle, inference
+    and training with its gradients (dy and dh_n, return_dh_seq): the same bits as one
+    thread."""
     G = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
     rng = np.random.default_rng(23)
     fn = getattr(F, cell)
@@ -383,6 +386,10 @@ def test_split_into_row_ranges_does_not_depend_on_the_thread_count(cell, opts, d
             mask = (rng.random((B, H)) > 0.2).astype(dtype)
             dy = rng.standard_normal((T, B, H)).astype(dtype)
             dh_n = rng.standard_normal((B, H)).astype(dtype)
+            ragged = rng.integers(0, T + 1, B)
+            ragged[:2] = (T, 0)
+            one_long = np.minimum(rng.integers(1, 3, B), T)
+            one_long[B // 2] = T
             handle = F.pack_weights(cell, *w, **opts)
             calls = {
                 "handle": lambda **kw: fn(x, handle, **states, **kw),
@@ -391,6 +398,10 @@ def test_split_into_row_ranges_does_not_depend_on_the_thread_count(cell, opts, d
                                                batch_first=True, **states, **kw),
                 "reverse": lambda **kw: fn(x, handle, reverse=True, **states, **kw),
                 "mask": lambda **kw: fn(x, handle, recurrent_mask=mask, **states, **kw),
+                "lengths": lambda **kw: fn(x, handle, lengths=ragged, **states, **kw),
+                "lengths_reverse": lambda **kw: fn(x, *w, **opts, lengths=ragged, reverse=True,
+                                                   **states, **kw),
+                "one_long": lambda **kw: fn(x, handle, lengths=one_long, **states, **kw),
             }
 
             def trained(name, call):

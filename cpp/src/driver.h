@@ -57,19 +57,19 @@ inline int64_t workspace_elements(const Sequence& seq, int G, int extra_planes) 
     return checked_mul(seq.rows(), checked_mul(seq.H, G + 1 + extra_planes));
 }
 
-// The part of a step one thread computes: rows first, first + step, ... below row_end of the
-// running prefix, and the hidden units of panels [p_begin, p_end) = units [u_begin, u_end).
+// The part of a step one thread computes: rows [row_first, row_end) of the running prefix, and
+// the hidden units of panels [p_begin, p_end) = units [u_begin, u_end).
 // reverse: the step's recurrent GEMMs visit the gates and panels in descending order (a zig-zag
 // sweep, see zigzag_bytes; the results are the same either way).
 struct Slice {
-    int64_t row_first = 0, row_step = 1, row_end = INT64_MAX;
+    int64_t row_first = 0, row_end = INT64_MAX;
     int64_t p_begin = 0, p_end = 0, u_begin = 0, u_end = 0;
     bool reverse = false;
     // The end of the slice's rows in a step of Bs running rows.
     int64_t row_limit(int64_t Bs) const { return std::min(Bs, row_end); }
     int64_t rows(int64_t Bs) const {
         const int64_t end = row_limit(Bs);
-        return row_first < end ? (end - row_first + row_step - 1) / row_step : 0;
+        return row_first < end ? end - row_first : 0;
     }
 };
 
@@ -134,7 +134,7 @@ struct HiddenGrads {
 };
 
 // C rows of the slice (+)= A rows . packed gate block g, for the slice's panels. A and C are
-// row-major with the given row strides; row j of the slice is row first + i * step. The
+// row-major with the given row strides; the slice's rows are consecutive rows of both. The
 // step's Bs rows, not the slice's, choose the GEMM's path and partial sums (gemm_packed's
 // whole_rows): a row's results do not depend on how the rows are split between threads.
 template <typename T>
@@ -142,29 +142,28 @@ void slice_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, const Pack
                 T beta, T* C, int64_t ldc) {
     const int64_t M = sl.rows(Bs);
     if (M == 0) return;
-    gemm_packed(M, A + sl.row_first * lda, lda * sl.row_step, Bg, sl.p_begin, sl.p_end, beta,
-                C + sl.row_first * ldc, ldc * sl.row_step, sl.reverse, Bs);
+    gemm_packed(M, A + sl.row_first * lda, lda, Bg, sl.p_begin, sl.p_end, beta,
+                C + sl.row_first * ldc, ldc, sl.reverse, Bs);
 }
 
-// sums[own units of each of the G blocks of H columns] += those columns of rows first,
-// first + step, ... < Bs of m (row stride ld): the rows' share of a column sum. Each sum adds
+// sums[own units of each of the G blocks of H columns] += those columns of the slice's rows
+// below Bs of m (row stride ld): the rows' share of a column sum. Each sum adds
 // the rows one at a time in that order, four rows per pass over the sums: the same roundings
 // as a pass per row, with a quarter of the loads and stores of the sums. The batch split's
 // pass over all of dG after the time loop (LSTM H=256 T=150 B=32, backward, two threads: 3%
 // of the call with a pass per row) costs 0.8% of it so.
 template <typename T>
 void add_slice_rows(T* sums, const T* m, int64_t ld, const Slice& sl, int64_t Bs, int G, int64_t H) {
-    const int64_t step = sl.row_step * ld;
     for (int g = 0; g < G; ++g) {
         T* const out = sums + g * H;
         const T* row = m + sl.row_first * ld + g * H;
         int64_t j = sl.row_first;
-        for (; j + 3 * sl.row_step < sl.row_limit(Bs); j += 4 * sl.row_step, row += 4 * step) {
-            const T *r0 = row, *r1 = row + step, *r2 = row + 2 * step, *r3 = row + 3 * step;
+        for (; j + 3 < sl.row_limit(Bs); j += 4, row += 4 * ld) {
+            const T *r0 = row, *r1 = row + ld, *r2 = row + 2 * ld, *r3 = row + 3 * ld;
             for (int64_t u = sl.u_begin; u < sl.u_end; ++u)
                 out[u] = (((out[u] + r0[u]) + r1[u]) + r2[u]) + r3[u];
         }
-        for (; j < sl.row_limit(Bs); j += sl.row_step, row += step)
+        for (; j < sl.row_limit(Bs); ++j, row += ld)
             for (int64_t u = sl.u_begin; u < sl.u_end; ++u) out[u] += row[u];
     }
 }
@@ -310,32 +309,65 @@ TeamPlan plan_team(int64_t B, int64_t G, int64_t I, int64_t H, int64_t panels, i
     return plan;
 }
 
+// Split by batch rows: the rows [first, end) of the sorted batch that thread tid of `team` owns.
+// Each thread owns one contiguous range for the whole sequence (so that its rows of h, c and y,
+// and its steps' projected rows, stay in its own cache). Rows are sorted longest first, so a
+// thread's running rows at every step are a prefix of its range, and the ranges are cut where
+// the threads' valid (t, b) rows, the work they do, come out most even: the cut between
+// threads t - 1 and t where the running sum of lengths comes closest to t / team of the total
+// (every sequence full length: counts as even as they go). With no barrier between the
+// threads' steps, a thread with fewer but longer sequences simply runs on after the others.
+// Against every team-th row (what ragged lengths and reversed calls got before; time with
+// ranges relative to it, two threads, rounds alternated, cores near / far, see slice_for):
+// lengths uniform in [T/2, T], LSTM H=256 T=150 B=16/32 forward 0.93/0.96 and 0.74/0.77, B=32
+// training 0.99 / 0.88; lengths uniform in [1, T], B=32 forward 0.91 / 0.82, B=64 training
+// 0.96 / 0.88; LSTM H=512 T=25 B=64 forward 0.98 / 0.92, training 1.00 / 0.92; GRU H=512 T=50
+// B=32 forward 0.99 / 0.95, training 0.99 / 0.92; RNN H=1024 T=50 B=32 forward 0.97 / 0.91;
+// every sequence full length but reversed, LSTM H=256 T=150 B=32 forward 0.92 / 0.77.
+inline void row_range(const Schedule& sched, int tid, int team, int64_t& first, int64_t& end) {
+    const int64_t B = sched.seq.B, total = sched.packed;
+    const auto cut = [&](int t) {
+        if (t <= 0) return int64_t(0);
+        if (t >= team) return B;
+        // |team * P[j] - t * total|, smallest over j (the first on ties); P[j] = sum of len[< j]
+        const auto gap = [&](int64_t sum) {
+            const int64_t d = team * sum - t * total;
+            return d < 0 ? -d : d;
+        };
+        int64_t j = 0, sum = 0, best = 0, best_gap = gap(0);
+        while (j < B) {
+            sum += sched.len[j++];
+            const int64_t g = gap(sum);
+            if (g < best_gap) best = j, best_gap = g;
+            if (team * sum >= t * total) break;  // past the target: no later j comes closer
+        }
+        return best;
+    };
+    first = cut(tid);
+    end = cut(tid + 1);
+}
+
 // The slice of thread tid in a team of `team` threads (the team OpenMP actually started, which
 // can be smaller than the plan: OMP_THREAD_LIMIT, or a call from inside another parallel region).
-// Split by batch rows, a thread takes every team-th row; or, given the batch's rows `ranges_of`
-// (every sequence full length, so that each thread's share stays the same at every step), one
-// contiguous range of them. Interleaved 1 KB rows (h, c, y at H=256) put lines the other core
-// is writing next to each thread's own: the hardware prefetchers fetch them, and the owner has
-// to take them back. Where the two vCPUs sit far apart (core-to-core latency ~90-160 ns
-// instead of ~27 ns, which this host's placement switches between for tens of seconds at a
-// time), that made an LSTM H=256 T=150 B=32 forward 30.4 ms instead of 25.6. With ranges it
-// takes 0.87 times as long as with interleaved rows in far phases and 0.97 times in near ones
-// (two threads, one process, rounds alternated, split by the latency measured before each
-// round: 446 and 825 rounds). Training, whose backward takes the same ranges (forward +
-// backward, time with ranges relative to interleaved rows, far / near phases): LSTM H=256
-// T=150 B=16/32/64 0.93/0.91/0.90 and 0.98/0.99/0.98; LSTM H=512 T=25 B=32/64 0.96/0.96 and
-// 0.99/0.99; GRU H=512 T=50 B=32 0.94 (far); RNN H=1024 T=50 B=32/128 0.98/0.99 and 0.99/1.00.
+// Split by batch rows: all units of the rows of row_range. Split by units: a range of panels.
+//
+// Why ranges, not every team-th row: interleaved 1 KB rows (h, c, y at H=256) put lines the
+// other core is writing next to each thread's own: the hardware prefetchers fetch them, and
+// the owner has to take them back. Where the two vCPUs sit far apart (core-to-core latency
+// ~90-160 ns instead of ~27 ns, which this host's placement switches between for tens of
+// seconds at a time), that made an LSTM H=256 T=150 B=32 forward 30.4 ms instead of 25.6.
+// With ranges it takes 0.87 times as long as with interleaved rows in far phases and 0.97
+// times in near ones (two threads, one process, rounds alternated, split by the latency
+// measured before each round: 446 and 825 rounds). Training, whose backward takes the same
+// ranges (forward + backward, time with ranges relative to interleaved rows, far / near
+// phases): LSTM H=256 T=150 B=16/32/64 0.93/0.91/0.90 and 0.98/0.99/0.98; LSTM H=512 T=25
+// B=32/64 0.96/0.96 and 0.99/0.99; GRU H=512 T=50 B=32 0.94 (far); RNN H=1024 T=50 B=32/128
+// 0.98/0.99 and 0.99/1.00.
 inline Slice slice_for(const TeamPlan& plan, int tid, int team, int64_t panels, int64_t nr,
-                       int64_t H, int64_t ranges_of = 0) {
+                       int64_t H, const Schedule& sched) {
     Slice sl;
-    if (plan.batch_split && ranges_of > 0) {
-        sl.row_first = ranges_of * tid / team;
-        sl.row_end = ranges_of * (tid + 1) / team;
-        sl.p_begin = 0;
-        sl.p_end = panels;
-    } else if (plan.batch_split) {
-        sl.row_first = tid;
-        sl.row_step = team;
+    if (plan.batch_split) {
+        row_range(sched, tid, team, sl.row_first, sl.row_end);
         sl.p_begin = 0;
         sl.p_end = panels;
     } else {
@@ -375,7 +407,7 @@ void run_team(const TeamPlan& plan, bool no_barrier, Body&& body) {
 template <typename T, typename DstRow>
 void copy_slice_rows(const Slice& sl, int64_t Bs, const T* src, int64_t H, DstRow dst_row) {
     const int64_t n = sl.u_end - sl.u_begin;
-    for (int64_t j = sl.row_first; j < sl.row_limit(Bs); j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(Bs); ++j) {
         T* d = dst_row(j);
         if (d) std::memcpy(d + sl.u_begin, src + j * H + sl.u_begin, n * sizeof(T));
     }
@@ -452,14 +484,15 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     const TeamPlan plan = plan_team<T>(B, G, I, H, packed[0].panels, sched.steps);
     const int64_t a_pack_size = checked_mul((B + k.mr - 1) / k.mr * k.mr, H);
     Buffer<T> a_packs(checked_mul(plan.threads, a_pack_size));
-    // Split by batch rows, every sequence full length: each thread owns a range of rows
-    // (row_ranges, see slice_for) and projects its own rows of a block of steps at the start of
-    // the block, inside the loop's region: it copies its rows of the block's x into one dense
-    // matrix and projects them as one GEMM into its own dense part of the block's buffer. It
-    // reads back only rows it wrote, from its own cache, and the projection needs no parallel
-    // region of its own. Training writes the activations to the workspace's rows in packed
-    // order (StepForward::act), where backward reads them.
-    const bool row_ranges = plan.batch_split && plan.threads > 1 && sched.identity;
+    // Split by batch rows, each thread owns a range of rows (row_range) and projects its own
+    // rows of a block of steps at the start of the block: it copies its running rows of the
+    // block's steps from x into one dense matrix and projects them as one GEMM into its own
+    // part of the block buffer. It reads back only rows it wrote, from its own cache, and the
+    // threads share nothing, so the whole sequence runs in one parallel region with no barrier
+    // (a thread whose sequences are longer runs on alone at the end). Training writes the
+    // activations to the workspace's rows in packed order (StepForward::act), where backward
+    // reads them.
+    const bool row_ranges = plan.batch_split;
     // Inference split by units: each thread projects the gate columns of its own units, which
     // are all its steps read, at the start of each block inside the loop's region (for a
     // streaming step, no second region and no extra barrier). Needs each gate's block of
@@ -473,12 +506,16 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
         : own_cols_projection ? projection_block_steps(B, GH, sizeof(T))
         : training ? std::max<int64_t>(sched.steps, 1)
                    : projection_block_steps(B, GH, sizeof(T));
-    const int64_t max_block_rows = std::min(N, checked_mul(block_steps, B));
+    // With row ranges a thread's part of the block buffers starts at part_steps rows for each
+    // row before its range (threads can be in different blocks at the same time).
+    const int64_t part_steps = std::min(block_steps, sched.steps);
+    const int64_t max_block_rows =
+        row_ranges ? checked_mul(part_steps, B) : std::min(N, checked_mul(block_steps, B));
     // Training without row ranges projects straight into the workspace, and the activations
     // overwrite the projection there.
     const bool xw_in_workspace = training && !row_ranges;
     Buffer<T> xw_storage(xw_in_workspace ? 0 : checked_mul(max_block_rows, GH));
-    Buffer<T> x_block(sched.identity ? 0 : checked_mul(max_block_rows, I));
+    Buffer<T> x_block(sched.identity || row_ranges ? 0 : checked_mul(max_block_rows, I));
     Buffer<T> x_ranges(row_ranges ? checked_mul(max_block_rows, I) : 0);
     // The rows of x for steps [s0, s1), in packed order.
     auto block_input = [&](int64_t s0, int64_t s1) {
@@ -503,22 +540,14 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     // reversed, one direction), a step's rows of y are one dense (B, H) block: h_t is written
     // straight into it and read back from there as the next step's h_{t-1}, with no copy.
     const bool h_in_y = sched.identity && ld_y == H;
-    for (int64_t s0 = 0, s1 = 0; s0 < sched.steps; s0 = s1) {
-    s1 = std::min(sched.steps, s0 + block_steps);
-    T* xw = xw_in_workspace ? planes.act + sched.offset[s0] * GH : xw_storage.get();
-    const T* x_rows = nullptr;   // the block's rows of x, when the team projects them
-    if (own_cols_projection || row_ranges)
-        x_rows = block_input(s0, s1);
-    else
-        project(s0, s1, xw);
-    // One step of one phase, or a batch split, calls no barrier (see below).
-    const bool no_barrier = sched.steps == 1 && (plan.batch_split || cell.forward_phases() == 1);
-    // Split by units, a thread that has finished its own units of a phase takes the others'
-    // not yet started (see kStealChunks): one claim counter per step, phase and owner.
     const int phases = cell.forward_phases();
-    const bool stealing = !plan.batch_split && plan.threads > 1 && s1 - s0 > 1;
-    const int64_t claim_count = stealing ? (s1 - s0) * phases * plan.threads : 0;
-    std::unique_ptr<ClaimCounter[]> claims(claim_count ? new ClaimCounter[claim_count] : nullptr);
+    // The block the team runs now, where it runs a parallel region per block (not with row
+    // ranges): its buffer of projected rows, its rows of x when the team projects them, and
+    // the claim counters of its steps when threads take over each other's units.
+    T* xw = xw_storage.get();
+    const T* x_rows = nullptr;
+    bool stealing = false;
+    std::unique_ptr<ClaimCounter[]> claims;
     // One step of several phases split by units (the reset-before GRU's one-step call) runs
     // each thread's part of each phase as a share of a job of rounds (run_phases: helpers where
     // they are free, whose hand-off costs ~1.5 us less than an OpenMP region's): body(...,
@@ -526,8 +555,10 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
     // is kept for its later phases, which another thread may run.
     const bool by_phases = sched.steps == 1 && !plan.batch_split && plan.threads > 1 && phases > 1;
     std::unique_ptr<bool[]> part_reverse(by_phases ? new bool[plan.threads]() : nullptr);
-    auto body = [&](int tid, int team, auto barrier, int only) {
-        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H, row_ranges ? B : 0);
+    // Steps [s0, s0 + block_steps) of thread tid.
+    auto body = [&](int64_t s0, int tid, int team, auto barrier, int only) {
+        const int64_t s1 = std::min(sched.steps, s0 + block_steps);
+        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H, sched);
         const int64_t block_rows = sched.offset[s1] - sched.offset[s0];
         const bool fused_projection = own_cols_projection && block_rows <= kFusedProjectionRows;
         // Zig-zag (see zigzag_bytes): the bytes of one sweep of this thread. A one-step block
@@ -557,30 +588,44 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             }
         };
         if (own_cols_projection && !defer_projection && only <= 0) project_own(false);
-        // With row ranges: this thread's rows of the block's xw, (s1 - s0) steps of own_rows.
-        const int64_t own_rows = sl.rows(B);
-        T* const xw_own = row_ranges ? xw + (s1 - s0) * sl.row_first * GH : xw;
+        // With row ranges: this thread's rows of the block's xw, its running rows of each
+        // step in turn (own_block in all), in its own part of the buffer.
+        T* const xw_own = row_ranges ? xw + part_steps * sl.row_first * GH : xw;
+        int64_t own_block = 0;
         if (row_ranges) {
-            // A range of every row (a team of one) is already one dense matrix in x.
-            const T* x_own = x_rows;
-            if (own_rows != B) {
-                T* const dense = x_ranges.get() + (s1 - s0) * sl.row_first * I;
-                for (int64_t s = 0; s < s1 - s0; ++s)
-                    std::memcpy(dense + s * own_rows * I, x_rows + (s * B + sl.row_first) * I,
-                                own_rows * I * sizeof(T));
+            for (int64_t s = s0; s < s1; ++s) own_block += sl.rows(sched.active[s]);
+            // Every row of every step (a team of one, full lengths) is one dense matrix in x.
+            const T* x_own = x + sched.offset[s0] * I;
+            if (!(sched.identity && own_block == block_rows)) {
+                T* const dense = x_ranges.get() + part_steps * sl.row_first * I;
+                T* d = dense;
+                for (int64_t s = s0; s < s1; ++s) {
+                    const int64_t n = sl.rows(sched.active[s]);
+                    const int64_t* src = sched.source.data() + sched.offset[s] + sl.row_first;
+                    if (sched.identity) {  // the step's rows are consecutive rows of x
+                        std::memcpy(d, x + src[0] * I, n * I * sizeof(T));
+                    } else {
+                        for (int64_t i = 0; i < n; ++i)
+                            std::memcpy(d + i * I, x + src[i] * I, I * sizeof(T));
+                    }
+                    d += n * I;
+                }
                 x_own = dense;
             }
-            gemm_prepacked<T>(Trans::no, (s1 - s0) * own_rows, x_own, I, ih, T(1), T(0), xw_own,
-                              GH, 1, projection_scratch.get() + tid * projection_scratch_size, {},
-                              block_rows);
+            if (own_block > 0)
+                gemm_prepacked<T>(Trans::no, own_block, x_own, I, ih, T(1), T(0), xw_own, GH, 1,
+                                  projection_scratch.get() + tid * projection_scratch_size, {},
+                                  block_rows);
         }
+        int64_t own_done = 0;  // rows of xw_own that earlier steps of the block read
         for (int64_t s = s0; s < s1; ++s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             const int cur = s & 1, nxt = cur ^ 1;
             StepForward<T> a{};
             a.Bs = Bs;
             a.H = H;
-            a.xw = row_ranges ? xw_own + (s - s0) * own_rows * GH : xw + (p0 - sched.offset[s0]) * GH;
+            a.xw = row_ranges ? xw_own + own_done * GH : xw + (p0 - sched.offset[s0]) * GH;
+            if (row_ranges) own_done += sl.rows(Bs);
             a.xw_first = row_ranges ? sl.row_first : 0;
             a.act = !training ? nullptr : xw_in_workspace ? a.xw : planes.act + p0 * GH;
             a.bias = bias;
@@ -646,7 +691,7 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                     const int first = steal_others_first() ? 1 : 0;
                     for (int v = 0; v < team; ++v) {
                         const int owner = (tid + first + v) % team;
-                        const Chunks chunks(slice_for(plan, owner, team, packed[0].panels, k.nr, H));
+                        const Chunks chunks(slice_for(plan, owner, team, packed[0].panels, k.nr, H, sched));
                         std::atomic<int64_t>& next =
                             claims[((s - s0) * phases + phase) * plan.threads + owner].next;
                         for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks.count;) {
@@ -662,10 +707,32 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
             if (!steal && (only < 0 || only == phases - 1)) publish(sl);
         }
     };
-    if (by_phases)
-        run_phases(plan.threads, phases, [&](int phase, int part) { body(part, plan.threads, [] {}, phase); });
-    else
-        run_team(plan, no_barrier, [&](int tid, int team, auto barrier) { body(tid, team, barrier, -1); });
+    if (row_ranges) {
+        run_team(plan, sched.steps == 1, [&](int tid, int team, auto barrier) {
+            for (int64_t s0 = 0; s0 < sched.steps; s0 += block_steps) body(s0, tid, team, barrier, -1);
+        });
+        return;
+    }
+    for (int64_t s0 = 0; s0 < sched.steps; s0 += block_steps) {
+        const int64_t s1 = std::min(sched.steps, s0 + block_steps);
+        xw = xw_in_workspace ? planes.act + sched.offset[s0] * GH : xw_storage.get();
+        if (own_cols_projection)
+            x_rows = block_input(s0, s1);
+        else
+            project(s0, s1, xw);
+        // Split by units, a thread that has finished its own units of a phase takes the others'
+        // not yet started (see kStealChunks): one claim counter per step, phase and owner.
+        stealing = plan.threads > 1 && s1 - s0 > 1;
+        const int64_t claim_count = stealing ? (s1 - s0) * phases * plan.threads : 0;
+        claims.reset(claim_count ? new ClaimCounter[claim_count] : nullptr);
+        // One step of one phase calls no barrier (see below).
+        const bool no_barrier = sched.steps == 1 && phases == 1;
+        if (by_phases)
+            run_phases(plan.threads, phases,
+                       [&](int phase, int part) { body(s0, part, plan.threads, [] {}, phase); });
+        else
+            run_team(plan, no_barrier,
+                     [&](int tid, int team, auto barrier) { body(s0, tid, team, barrier, -1); });
     }
 }
 
@@ -716,14 +783,13 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     Buffer<T> db_parts(checked_mul(plan.threads, sum_cols));
     std::fill(db_parts.get(), db_parts.get() + plan.threads * sum_cols, T(0));
     run_team(plan, false, [&](int tid, int team, auto barrier) {
-        // Every sequence full length: each thread owns a range of rows, as in forward.
-        const Slice sl =
-            slice_for(plan, tid, team, packed[0].panels, k.nr, H, sched.identity ? B : 0);
+        // Split by batch rows, each thread owns the range of rows it owns in forward.
+        const Slice sl = slice_for(plan, tid, team, packed[0].panels, k.nr, H, sched);
         const int64_t n = sl.u_end - sl.u_begin;
         T* db_part = db_parts.get() + tid * sum_cols;
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
-            for (int64_t j = sl.row_first; j < sl.row_limit(Bs); j += sl.row_step) {
+            for (int64_t j = sl.row_first; j < sl.row_limit(Bs); ++j) {
                 T* d = dh.get() + j * H + sl.u_begin;
                 if (dy) {
                     const T* src = dy + sched.source[p0 + j] * ld_y + sl.u_begin;
@@ -760,7 +826,7 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
         if (!plan.batch_split) return;
         barrier();
         const TeamPlan by_units{team, false};
-        const Slice own = slice_for(by_units, tid, team, packed[0].panels, k.nr, H);
+        const Slice own = slice_for(by_units, tid, team, packed[0].panels, k.nr, H, sched);
         for (int64_t s = sched.steps - 1; s >= 0; --s) {
             const int64_t Bs = sched.active[s], p0 = sched.offset[s];
             add_slice_rows(db_part, dg.get() + p0 * GH, GH, own, Bs, G, H);
@@ -894,7 +960,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
             continue;
         }
         if (a_gate != 0 || (q == g0 && !(a_packed && *a_packed))) {
-            packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda * sl.row_step,
+            packed[g].kernels->pack_a(false, A + g * a_gate + sl.row_first * lda, lda,
                                       0, M, 0, packed[g].K, a_pack);
             if (a_packed && a_gate == 0) *a_packed = true;
         }
@@ -903,7 +969,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                          : reverse                  ? packed[g - 1].panel(sl.p_end - 1)
                                                     : packed[g + 1].panel(sl.p_begin);
         gemm_packed_a(M, a_pack, packed[g], sl.p_begin, sl.p_end, beta,
-                      C + g * c_gate + sl.row_first * ldc, ldc * sl.row_step, fetch_next, after,
+                      C + g * c_gate + sl.row_first * ldc, ldc, fetch_next, after,
                       reverse, Bs);
     }
 }
@@ -911,7 +977,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
 // Calls f(row) for own rows of the running prefix, the row's gate-strided pointers set.
 template <typename T, typename F>
 void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
-    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); ++j) {
         isa::Row<T> r = forward_row(a, sl, j);
         r.xw = a.xw + (j - a.xw_first) * G * a.H + sl.u_begin;
         r.act_out = a.act ? a.act + j * G * a.H + sl.u_begin : nullptr;
@@ -922,7 +988,7 @@ void forward_rows(const StepForward<T>& a, const Slice& sl, int64_t G, F f) {
 }
 template <typename T, typename F>
 void backward_rows(const StepBackward<T>& a, const Slice& sl, int64_t G, F f) {
-    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step) {
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); ++j) {
         isa::Row<T> r = backward_row(a, sl, j);
         r.act = a.act + j * G * a.H + sl.u_begin;
         r.dg = a.dg + j * G * a.H + sl.u_begin;
@@ -934,7 +1000,7 @@ void backward_rows(const StepBackward<T>& a, const Slice& sl, int64_t G, F f) {
 template <typename T>
 void finish_dh(const StepBackward<T>& a, const Slice& sl, bool with_direct) {
     const int64_t H = a.H;
-    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); j += sl.row_step)
+    for (int64_t j = sl.row_first; j < sl.row_limit(a.Bs); ++j)
         for (int64_t u = sl.u_begin; u < sl.u_end; ++u) {
             const int64_t i = j * H + u;
             T v = a.mask ? a.dh_rec[i] * a.mask[i] : a.dh_rec[i];

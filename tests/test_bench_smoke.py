@@ -31,6 +31,8 @@ TINY = [
     bench.Case("stream", "gru_ra", "fwd", 4, 1, 5, 6),
     bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6),
     bench.Case("overhead", "rnn_tanh", "fwd", 1, 1, 4, 4),
+    bench.Case("ragged", "lstm", "train", 6, 5, 3, 4),
+    bench.Case("ragged", "gru_ra", "fwd", 6, 5, 3, 4),
     bench.Case("denormal", "lstm", "fwd", 4, 2, 3, 4),
     bench.Case("denormal", "lstm", "fwd", 4, 2, 3, 4, data="subnormal"),
 ]
@@ -131,6 +133,21 @@ def test_case_list_follows_the_derivation():
     assert [c.id for c in all_cases if c.suite == "stream"] == [
         "stream/lstm/T100-B1-I256-H256/fwd", "stream/gru_ra/T100-B1-I256-H256/fwd"]
     assert sum(c.suite == "overhead" for c in all_cases) == len(bench.VARIANTS)
+    # the ragged suite: lengths uniform in [T/2, T], the longest T, the same for a case's
+    # forward and training and from run to run; FLOPs count the valid steps only
+    ragged = [c for c in all_cases if c.suite == "ragged"]
+    assert [c.id for c in ragged] == [
+        "ragged/lstm/T150-B32-I256-H256/fwd", "ragged/lstm/T150-B32-I256-H256/train",
+        "ragged/gru_ra/T150-B32-I256-H256/fwd", "ragged/gru_ra/T150-B32-I256-H256/train"]
+    for c in ragged:
+        lengths = c.lengths()
+        assert lengths.shape == (c.B,) and lengths.max() == c.T and lengths.min() >= c.T // 2
+        assert len(set(lengths.tolist())) > c.B // 2    # ragged, not a few distinct values
+        np.testing.assert_array_equal(bench.make_problem(c).lengths, lengths)
+        assert c.flops() == (3 if c.mode == "train" else 1) * 2 * int(lengths.sum()) * c.G * \
+            c.H * (c.I + c.H)
+    np.testing.assert_array_equal(ragged[0].lengths(), ragged[1].lengths())
+    assert all(c.lengths() is None for c in all_cases if c.suite != "ragged")
     # the denormal suite: pairs that differ only in their data, the normal twin first
     denormal = [c.id for c in all_cases if c.suite == "denormal"]
     assert denormal == [

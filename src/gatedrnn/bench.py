@@ -45,6 +45,10 @@ Cases (``cases()``):
   handle when ``pack_weights`` exists), against torch's LSTMCell/GRUCell stepping and one ORT
   session run per step. Times and FLOPs are per step.
 - ``overhead``: T=1, B=1, I=H=64, every cell: the fixed cost of one call.
+- ``ragged``: LSTM and GRU (reset-after), T=150, B=32, I=H=256, forward and training, a batch
+  of sequences of different lengths (uniform in [T/2, T], the longest T, fixed per case id:
+  ``Case.lengths``): gatedrnn's ``lengths=``, torch's ``pack_padded_sequence`` (unsorted) and
+  ``pad_packed_sequence``, the ONNX node's ``sequence_lens``. FLOPs count the valid steps.
 - ``denormal``: LSTM and GRU forward and LSTM training, T=100, B=32, I=H=256, zero biases and
   initial states, each twice: x ~ N(0, 1), and the same x scaled into float32's subnormal range
   (``data="subnormal"``, ids ending in ``-subnormal``; see make_problem). The subnormal case
@@ -174,8 +178,9 @@ class Case:
     """One benchmark: a cell variant, a suite, a mode ("fwd" or "train") and its sizes.
 
     suite: "train" / "infer" (DeepBench-derived), "bidir", "stream" (T = steps of one timed
-    run, reported per step), "overhead" or "denormal" (zero biases and initial states; pairs
-    of cases that differ only in ``data``).
+    run, reported per step), "overhead", "ragged" (sequences of different lengths, see
+    ``lengths``) or "denormal" (zero biases and initial states; pairs of cases that differ
+    only in ``data``).
     data: "normal" (x ~ N(0, 1)) or "subnormal" (the same x scaled into float32's subnormal
     range, see make_problem; the case id ends in "-subnormal").
     """
@@ -237,11 +242,24 @@ class Case:
     def layer_inputs(self):
         return [self.I if l == 0 else self.directions * self.H for l in range(self.layers)]
 
+    def lengths(self):
+        """The ragged suite's sequence lengths (B,), int64: uniform in [T/2, T], the first T;
+        the same for every run and for the forward and training case. None for other suites."""
+        if self.suite != "ragged":
+            return None
+        rng = np.random.default_rng(zlib.crc32(dataclasses.replace(self, mode="fwd").id.encode()))
+        lengths = rng.integers(self.T // 2, self.T + 1, self.B).astype(np.int64)
+        lengths[0] = self.T
+        return lengths
+
     def flops(self):
         """FLOPs per reported unit: forward 2*T*B*G*H*(I_l + H) summed over layers and
-        directions (T = 1 for a streaming step); training 3x that."""
-        steps = 1 if self.streaming else self.T
-        f = sum(2 * steps * self.B * self.G * self.H * (i + self.H) * self.directions
+        directions (T = 1 for a streaming step; T*B = the valid steps of a ragged batch);
+        training 3x that."""
+        lengths = self.lengths()
+        rows = int(lengths.sum()) if lengths is not None else \
+            (1 if self.streaming else self.T) * self.B
+        f = sum(2 * rows * self.G * self.H * (i + self.H) * self.directions
                 for i in self.layer_inputs())
         return 3 * f if self.mode == "train" else f
 
@@ -277,6 +295,9 @@ def _all_cases():
         out.append(Case("stream", variant, "fwd", 100, 1, 256, 256))
     for variant in VARIANTS:
         out.append(Case("overhead", variant, "fwd", 1, 1, 64, 64))
+    for variant in ("lstm", "gru_ra"):
+        for mode in ("fwd", "train"):
+            out.append(Case("ragged", variant, mode, 150, 32, 256, 256))
     for variant, mode in (("lstm", "fwd"), ("gru_ra", "fwd"), ("lstm", "train")):
         for data in DATA_KINDS:
             out.append(Case("denormal", variant, mode, 100, 32, 256, 256, data=data))
@@ -693,6 +714,11 @@ class Problem:
     params: list         # [layer][direction] -> (weight_ih, weight_hh, bias_ih, bias_hh)
     h0: np.ndarray       # (L*D, B, H)
     c0: np.ndarray       # (L*D, B, H) or None
+    lengths: np.ndarray = None   # (B,) int64 for the ragged suite (Case.lengths), else None
+
+    def lengths_for(self, T):
+        """The lengths of a run on the first T steps (a probe runs fewer), or None."""
+        return None if self.lengths is None else np.minimum(self.lengths, T)
 
 
 def make_problem(case, seed=0):
@@ -726,7 +752,7 @@ def make_problem(case, seed=0):
         c0 = None if c0 is None else np.zeros_like(c0)
     if case.data == "subnormal":
         x = (x.astype(np.float64) * SUBNORMAL_SCALE).astype(np.float32)
-    return Problem(x, params, h0, c0)
+    return Problem(x, params, h0, c0, case.lengths())
 
 
 def _param_name(kind, layer, direction):
@@ -802,12 +828,13 @@ class _GatedFamily:
 
             def make(T):
                 x = prob.x[:T]
+                kwT = kw if prob.lengths is None else dict(kw, lengths=prob.lengths_for(T))
                 if case.mode == "fwd":
-                    return functools.partial(fn, x, *args, **kw)
+                    return functools.partial(fn, x, *args, **kwT)
                 dy = np.ones((T, case.B, H), np.float32)
 
                 def train():
-                    out = fn(x, *args, training=True, **kw)
+                    out = fn(x, *args, training=True, **kwT)
                     return out, bwd(out.ctx, dy=dy)
                 return train
 
@@ -824,6 +851,9 @@ class _GatedFamily:
                         d["d_c0"] = g.dc0[None]
                 return d
             return Runner(make, extract)
+
+        if prob.lengths is not None:
+            raise _Skip("ragged lengths are run for one layer and direction only")
 
         # --- streaming: one T=1 call per step, state carried -------------------------------
         if case.streaming:
@@ -966,6 +996,22 @@ class _Torch:
         mod.train(training)
         h0 = torch.from_numpy(prob.h0)
         c0 = torch.from_numpy(prob.c0) if lstm else None
+        if prob.lengths is not None and case.streaming:
+            raise _Skip("ragged lengths are not run as streaming steps")
+
+        def layer(T):
+            """The module on (T, B, I) input; a ragged batch through a packed sequence (lengths
+            unsorted, as given) and back to (T, B, D*H), zero past each length."""
+            if prob.lengths is None:
+                return mod
+            rnn_utils = nn.utils.rnn
+            lengths = torch.from_numpy(prob.lengths_for(T))
+
+            def run(x, hx):
+                packed = rnn_utils.pack_padded_sequence(x, lengths, enforce_sorted=False)
+                y, hn = mod(packed, hx)
+                return rnn_utils.pad_packed_sequence(y, total_length=T)[0], hn
+            return run
 
         if case.streaming:
             def make(T):
@@ -991,7 +1037,7 @@ class _Torch:
         if not training:
             def make(T):
                 xt = torch.from_numpy(prob.x[:T])
-                return functools.partial(mod, xt, (h0, c0) if lstm else h0)
+                return functools.partial(layer(T), xt, (h0, c0) if lstm else h0)
 
             def extract(res):
                 y, hx = res
@@ -1009,6 +1055,7 @@ class _Torch:
         def make(T):
             x = torch.from_numpy(prob.x[:T]).clone().requires_grad_(True)
             hx = (leaves["h0"], leaves["c0"]) if lstm else leaves["h0"]
+            run = layer(T)
 
             def train():
                 mod.zero_grad(set_to_none=True)
@@ -1016,7 +1063,7 @@ class _Torch:
                 leaves["h0"].grad = None
                 if lstm:
                     leaves["c0"].grad = None
-                y, hn = mod(x, hx)
+                y, hn = run(x, hx)
                 y.sum().backward()
                 return x, y, hn
             return train
@@ -1049,7 +1096,8 @@ def _onnx_blocks(a, H, order):
 def build_onnx_model(onnx, case, prob, T_dim="T"):
     """One ONNX RNN/GRU/LSTM node per layer (direction forward or bidirectional), weights
     converted from the canonical layout (GRU [r,z,n] -> [z,r,h], LSTM [i,f,g,o] -> [i,o,f,c],
-    B = [Wb | Rb]). Inputs X (T, B, I), h0_l (and c0_l) (D, B, H) per layer; outputs Y
+    B = [Wb | Rb]). Inputs X (T, B, I), h0_l (and c0_l) (D, B, H) per layer, and for a ragged
+    batch (``prob.lengths``) seq_lens (B,) int32, every layer's sequence_lens; outputs Y
     ((T, D, B, H) for one layer and direction, else (T, B, D*H)), Y_h (and Y_c) (L*D, B, H)."""
     from onnx import TensorProto, helper, numpy_helper
     f32 = TensorProto.FLOAT
@@ -1059,6 +1107,10 @@ def build_onnx_model(onnx, case, prob, T_dim="T"):
     op = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[cell]
     nodes, inits = [], []
     inputs = [helper.make_tensor_value_info("X", f32, [T_dim, B, case.I])]
+    seq_lens = ""
+    if prob.lengths is not None:
+        seq_lens = "seq_lens"
+        inputs.append(helper.make_tensor_value_info(seq_lens, TensorProto.INT32, [B]))
     if L > 1 or D > 1:
         inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "merge_shape"))
     cur, hn, cn = "X", [], []
@@ -1071,7 +1123,7 @@ def build_onnx_model(onnx, case, prob, T_dim="T"):
                   numpy_helper.from_array(np.ascontiguousarray(R), f"R{l}"),
                   numpy_helper.from_array(np.ascontiguousarray(Bv), f"B{l}")]
         inputs.append(helper.make_tensor_value_info(f"h0_{l}", f32, [D, B, H]))
-        node_in = [cur, f"W{l}", f"R{l}", f"B{l}", "", f"h0_{l}"]
+        node_in = [cur, f"W{l}", f"R{l}", f"B{l}", seq_lens, f"h0_{l}"]
         node_out = [f"Y{l}", f"Yh{l}"]
         if lstm:
             inputs.append(helper.make_tensor_value_info(f"c0_{l}", f32, [D, B, H]))
@@ -1137,6 +1189,8 @@ class _Ort:
         single = (case.layers, D) == (1, 1)
 
         if case.streaming:
+            if prob.lengths is not None:
+                raise _Skip("ragged lengths are not run as streaming steps")
             state_names = ["Y_h", "Y_c"] if lstm else ["Y_h"]
 
             def make(T):
@@ -1163,6 +1217,8 @@ class _Ort:
 
         def make(T):
             feeds = dict(state_feeds, X=prob.x[:T])
+            if prob.lengths is not None:
+                feeds["seq_lens"] = prob.lengths_for(T).astype(np.int32)
             return functools.partial(sess.run, out_names, feeds)
 
         def extract(res):
@@ -1730,12 +1786,12 @@ def check_targets(rows):
     for r in rows:
         sp, small = r.get("speedup", {}), r["B"] <= 4
         gru = r["cell"] == "gru"
-        if r["suite"] in ("train", "infer", "overhead") and r["mode"] == "fwd":
+        if r["suite"] in ("train", "infer", "overhead", "ragged") and r["mode"] == "fwd":
             peers = [sp.get(p) for p in ("torch", "onnxruntime") if sp.get(p)]
             best = min(peers) if peers else None   # vs the faster peer
             need = 1.5 if (gru or small) else 1.0
             add(f"forward >= {need}x faster of PyTorch/ORT", r, best, need, speedup=True)
-        if r["suite"] == "train" and r["mode"] == "train":
+        if r["suite"] in ("train", "ragged") and r["mode"] == "train":
             need = 2.0 if gru else 1.3
             add(f"training >= {need}x PyTorch", r, sp.get("torch"), need, speedup=True)
         if r["suite"] == "train" and r["B"] >= 32 and r["H"] >= 512:

@@ -131,6 +131,26 @@ void view_b_strided(PackedB<T>& out, const T* B, int64_t ldb, int64_t K, int64_t
     }
 }
 
+// The calling thread's gemm_small_m scratch for a product of `whole` rows and depth K, or
+// nullptr where that path is not taken (too few rows, or the scratch over its limit). Sized
+// for the whole product, so that the size limit, too, decides alike for a share of its rows
+// and for all of them.
+template <typename T>
+T* small_m_path(const isa::Kernels<T>& k, int64_t whole, int64_t K) {
+    return K > 0 && small_m(k, whole) ? small_m_scratch<T>(k.small_m_scratch(whole, K)) : nullptr;
+}
+
+template <typename T>
+bool gemm_small_m_in_place(const isa::Kernels<T>& k, int64_t M, const T* A, int64_t lda,
+                           const T* B, int64_t ldb, int64_t K, int64_t N, int64_t p_begin,
+                           int64_t p_end, T beta, T* C, int64_t ldc, int64_t whole_rows) {
+    T* scratch = small_m_path(k, std::max(whole_rows, M), K);
+    if (!scratch) return false;
+    const int64_t j0 = std::min(p_begin * k.nr, N), j1 = std::min(p_end * k.nr, N);
+    if (j1 > j0) k.gemm_small_m(M, j1 - j0, K, A, lda, B + j0, 1, ldb, beta, C + j0, ldc, scratch);
+    return true;
+}
+
 template <typename T>
 void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_t p_begin,
                  int64_t p_end, T beta, T* C, int64_t ldc, bool reverse, int64_t whole_rows,
@@ -140,16 +160,13 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
     // this call has: each row then gets the same results however the rows are shared out.
     const int64_t whole = std::max(whole_rows, M);
     const int chains = isa::chains_for(whole);
-    if ((B.strided || B.direct) && B.K > 0 && small_m(k, whole)) {
-        const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
-        if (j1 <= j0) return;
-        // Sized for the whole product, so that the size limit, too, decides alike for a share
-        // of its rows and for all of them.
-        if (T* scratch = small_m_scratch<T>(k.small_m_scratch(whole, B.K))) {
-            if (B.strided)
-                k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.strided + j0, 1, B.ld_strided, beta,
-                               C + j0, ldc, scratch);
-            else
+    if (B.strided && gemm_small_m_in_place(k, M, A, lda, B.strided, B.ld_strided, B.K, B.N,
+                                           p_begin, p_end, beta, C, ldc, whole))
+        return;
+    if (B.direct) {
+        if (T* scratch = small_m_path(k, whole, B.K)) {
+            const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
+            if (j1 > j0)
                 k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.direct + j0 * B.ld_direct, B.ld_direct,
                                1, beta, C + j0, ldc, scratch);
             return;
@@ -246,6 +263,12 @@ template void view_b<float>(PackedB<float>&, const float*, int64_t, int64_t, int
 template void view_b<double>(PackedB<double>&, const double*, int64_t, int64_t, int64_t);
 template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64_t, int64_t);
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
+template bool gemm_small_m_in_place<float>(const isa::Kernels<float>&, int64_t, const float*,
+                                           int64_t, const float*, int64_t, int64_t, int64_t,
+                                           int64_t, int64_t, float, float*, int64_t, int64_t);
+template bool gemm_small_m_in_place<double>(const isa::Kernels<double>&, int64_t, const double*,
+                                            int64_t, const double*, int64_t, int64_t, int64_t,
+                                            int64_t, int64_t, double, double*, int64_t, int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
                                  int64_t, float, float*, int64_t, bool, int64_t, bool);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,

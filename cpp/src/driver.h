@@ -602,13 +602,8 @@ void forward_sequence(const Cell& cell, T* y, T* h_n, T* c_n, const T* x, const 
                 for (int64_t s = s0; s < s1; ++s) {
                     const int64_t n = sl.rows(sched.active[s]);
                     const int64_t* src = sched.source.data() + sched.offset[s] + sl.row_first;
-                    if (sched.identity) {  // the step's rows are consecutive rows of x
-                        std::memcpy(d, x + src[0] * I, n * I * sizeof(T));
-                    } else {
-                        for (int64_t i = 0; i < n; ++i)
-                            std::memcpy(d + i * I, x + src[i] * I, I * sizeof(T));
-                    }
-                    d += n * I;
+                    for (int64_t i = 0; i < n; ++i, d += I)
+                        std::memcpy(d, x + src[i] * I, I * sizeof(T));
                 }
                 x_own = dense;
             }

@@ -390,12 +390,12 @@ py::tuple forward(const std::string& family, py::handle x_obj, py::handle w_ih_o
 template <typename T>
 py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
                          const std::optional<py::array>& dh_n, const std::optional<py::array>& dc_n,
-                         bool return_dh_seq) {
+                         bool return_dh_seq, bool input_grad) {
     const Sequence& seq = ctx.seq;
     const LayerWeights& lw = ctx.layer;
     const int D = lw.D;
     const int64_t H = seq.H, B = seq.B, GH = gate_count(lw.cell) * H, state = B * H;
-    py::array_t<T> dx = new_array<T>(sequence_dims(seq, seq.I));
+    py::object dx = input_grad ? py::object(new_array<T>(sequence_dims(seq, seq.I))) : py::none();
     py::array_t<T> dh0 = new_array<T>(with_d(D, {B, H}));
     py::object dc0 = py::none(), db_ih = py::none(), db_hh = py::none(), dh_seq = py::none();
     if (lw.cell == CellType::lstm) dc0 = new_array<T>(with_d(D, {B, H}));
@@ -406,7 +406,7 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
     if (return_dh_seq) dh_seq = new_array<T>(sequence_dims(seq, D * H));
     const int64_t ws_one = workspace_elements(lw.cell, seq);
     {
-        T *dx_p = dx.mutable_data(), *dh0_p = dh0.mutable_data(), *dc0_p = data_of<T>(dc0),
+        T *dx_p = data_of<T>(dx), *dh0_p = dh0.mutable_data(), *dc0_p = data_of<T>(dc0),
           *dw_ih_p = dw_ih.mutable_data(), *dw_hh_p = dw_hh.mutable_data(),
           *db_ih_p = data_of<T>(db_ih), *db_hh_p = data_of<T>(db_hh),
           *dh_seq_p = data_of<T>(dh_seq);
@@ -424,7 +424,7 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
         detail::for_each_direction(D, 2 * direction_work(lw.cell, seq), [&](int d, bool concurrent) {
             Sequence s = direction_sequence(seq, D, d);
             T* dx_d = dx_p;
-            if (d == 1 && concurrent) {
+            if (d == 1 && concurrent && dx_p) {
                 dx_second = detail::Buffer<T>(dx_size);
                 dx_d = dx_second.get();
             }
@@ -444,8 +444,10 @@ py::tuple backward_typed(const Context& ctx, const std::optional<py::array>& dy,
 }
 
 py::tuple backward(py::handle ctx_obj, const std::string& family, py::handle dy_obj,
-                   py::handle dh_n_obj, py::handle dc_n_obj, py::handle return_dh_seq_obj) {
+                   py::handle dh_n_obj, py::handle dc_n_obj, py::handle return_dh_seq_obj,
+                   py::handle input_grad_obj) {
     const bool return_dh_seq = to_flag(return_dh_seq_obj, "return_dh_seq");
+    const bool input_grad = to_flag(input_grad_obj, "input_grad");
     if (!py::isinstance<Context>(ctx_obj))
         throw TypeError("ctx: expected the context returned by gatedrnn.functional." + family +
                         "(..., training=True), got " + type_name(ctx_obj));
@@ -465,8 +467,8 @@ py::tuple backward(py::handle ctx_obj, const std::string& family, py::handle dy_
     auto dy = optional_array(dy_obj, "dy", dtype, y_dims, y_legend);
     auto dh_n = optional_array(dh_n_obj, "dh_n", dtype, state_dims, "the shape of h_n");
     auto dc_n = optional_array(dc_n_obj, "dc_n", dtype, state_dims, "the shape of c_n");
-    if (is_float32(dtype)) return backward_typed<float>(ctx, dy, dh_n, dc_n, return_dh_seq);
-    return backward_typed<double>(ctx, dy, dh_n, dc_n, return_dh_seq);
+    if (is_float32(dtype)) return backward_typed<float>(ctx, dy, dh_n, dc_n, return_dh_seq, input_grad);
+    return backward_typed<double>(ctx, dy, dh_n, dc_n, return_dh_seq, input_grad);
 }
 
 // op(a) @ op(b) (+ beta * out) on the core's GEMM and threads: what the layers around the
@@ -645,7 +647,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("weight_hh"), py::arg("bias_ih"), py::arg("bias_hh"), py::arg("nonlinearity"),
           py::arg("reset_after"), py::arg("bidirectional"));
     m.def("backward", &backward, py::arg("ctx"), py::arg("cell"), py::arg("dy"), py::arg("dh_n"),
-          py::arg("dc_n"), py::arg("return_dh_seq"));
+          py::arg("dc_n"), py::arg("return_dh_seq"), py::arg("input_grad") = py::bool_(true));
     m.def("workspace_size", &workspace_size, py::arg("cell"), py::arg("T"), py::arg("B"),
           py::arg("I"), py::arg("H"), py::arg("nonlinearity") = "tanh",
           py::arg("reset_after") = py::bool_(true));

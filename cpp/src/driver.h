@@ -836,9 +836,11 @@ void backward_sequence(const Cell& cell, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_
     Buffer<T> x_packed, dx_packed;
     const T* xp = packed_view(x_packed, x, sched, I);
     gemm_tn<T>(GH, I, N, dg.get(), GH, xp, I, T(0), dw_ih, I);          // dW_ih = dG^T X
-    if (sched.identity) {
+    // A null dx skips dX = dG W_ih (a first layer, whose input is data): a quarter of the
+    // backward pass's multiply-adds when I = H.
+    if (dx && sched.identity) {
         gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, seq.accumulate_dx ? T(1) : T(0), dx, I);  // dX = dG W_ih
-    } else {
+    } else if (dx) {
         dx_packed.reset(checked_mul(N, I));
         gemm_nn<T>(N, I, GH, dg.get(), GH, w.w_ih, I, T(0), dx_packed.get(), I);
         scatter_rows(dx, seq.rows(), dx_packed.get(), sched.source, I, seq.accumulate_dx);

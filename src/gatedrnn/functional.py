@@ -110,15 +110,15 @@ def lstm(x, weight_ih, weight_hh=None, bias_ih=None, bias_hh=None, h0=None, c0=N
     return _new(LSTMTrainOutput, (y, h_n, c_n, ctx))
 
 
-def _rnn_family_backward(cell, ctx, dy, dh_n, return_dh_seq):
+def _rnn_family_backward(cell, ctx, dy, dh_n, return_dh_seq, input_grad):
     dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
-        ctx, cell, dy, dh_n, None, return_dh_seq)
+        ctx, cell, dy, dh_n, None, return_dh_seq, input_grad)
     if dh_seq is not None:
         return RNNGradientsWithSeq(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
     return RNNGradients(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
 
-def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     """Backpropagation through time for :func:`rnn`.
 
     ``dy`` (shape of y) and ``dh_n`` (B, H) are the gradients of the loss with respect to the
@@ -128,23 +128,28 @@ def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
     dh0 is an array even when h0 was None). With ``return_dh_seq=True`` the result also holds
     ``dh_seq``, dL/dh_t for every step in the layout of y (zero past a length), the quantity
     that shows a gradient vanishing or exploding over time.
+
+    ``input_grad=False`` skips dx (it comes back as None): the product dx = dG W_ih, a quarter
+    of the backward pass's multiply-adds when I = H, is work thrown away when x is data (the
+    layer is a model's first), as in a framework where the input does not require a gradient.
+    The other gradients are the same, bit for bit.
     """
-    return _rnn_family_backward("rnn", ctx, dy, dh_n, return_dh_seq)
+    return _rnn_family_backward("rnn", ctx, dy, dh_n, return_dh_seq, input_grad)
 
 
-def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     """Backpropagation through time for :func:`gru` (see :func:`rnn_backward`)."""
-    return _rnn_family_backward("gru", ctx, dy, dh_n, return_dh_seq)
+    return _rnn_family_backward("gru", ctx, dy, dh_n, return_dh_seq, input_grad)
 
 
-def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):
+def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False, input_grad=True):
     """Backpropagation through time for :func:`lstm` (see :func:`rnn_backward`).
 
     Returns ``LSTMGradients(dx, dh0, dc0, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``
     (``LSTMGradientsWithSeq`` with ``dh_seq`` last when ``return_dh_seq=True``).
     """
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq = _core.backward(
-        ctx, "lstm", dy, dh_n, dc_n, return_dh_seq)
+        ctx, "lstm", dy, dh_n, dc_n, return_dh_seq, input_grad)
     if dh_seq is not None:
         return LSTMGradientsWithSeq(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dh_seq)
     return LSTMGradients(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)

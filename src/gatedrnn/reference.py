@@ -346,7 +346,13 @@ def _check_ctx(ctx, cell):
         raise TypeError(f"ctx: comes from {ctx.cell}(), not {cell}()")
 
 
-def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq):
+def _check_input_grad(input_grad):
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise TypeError(f"input_grad: expected True or False, got {type(input_grad).__name__}")
+    return bool(input_grad)
+
+
+def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq, input_grad=True):
     if dy is not None:
         dy = _time_major(np.asarray(dy, dtype=ctx.x.dtype), ctx.batch_first)
     dx, dstate0, grads, dh_seq = _backward(step_backward, ctx, dy, dstate_n, return_dh_seq)
@@ -356,7 +362,8 @@ def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq):
                     dbias_hh if ctx.has_bias_hh else None]
     if dh_seq is not None:
         dh_seq = _user_layout(dh_seq, ctx.batch_first)
-    return _user_layout(dx, ctx.batch_first), dstate0, weight_grads, dh_seq
+    dx = _user_layout(dx, ctx.batch_first) if input_grad else None
+    return dx, dstate0, weight_grads, dh_seq
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,46 +418,52 @@ def lstm(x, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, c0=None, 
     return LSTMTrainOutput(y, h_n, c_n, ctx) if training else LSTMOutput(y, h_n, c_n)
 
 
-def _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq):
+def _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq, input_grad):
     """BPTT for the cells whose only state is h (RNN, GRU): the gradients as named tuples."""
     dx, (dh0,), weight_grads, dh_seq = _run_backward(ctx, step_backward, dy, [dh_n],
-                                                     return_dh_seq)
+                                                     return_dh_seq, input_grad)
     if return_dh_seq:
         return RNNGradientsWithSeq(dx, dh0, *weight_grads, dh_seq)
     return RNNGradients(dx, dh0, *weight_grads)
 
 
-def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     """Gradients of a loss L given dy = dL/dy (y's layout) and dh_n = dL/dh_n (B, H).
 
     Returns RNNGradients(dx, dh0, dweight_ih, dweight_hh, dbias_ih, dbias_hh), or
-    RNNGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t).
+    RNNGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t); dx is None
+    with input_grad=False.
     """
     _check_ctx(ctx, "rnn")
+    input_grad = _check_input_grad(input_grad)
     step_backward = functools.partial(_rnn_step_backward, nonlinearity=ctx.nonlinearity)
-    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq)
+    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq, input_grad)
 
 
-def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False):
+def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     """Gradients of a loss L given dy = dL/dy (y's layout) and dh_n = dL/dh_n (B, H).
 
     Returns RNNGradients(dx, dh0, dweight_ih, dweight_hh, dbias_ih, dbias_hh), or
-    RNNGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t).
+    RNNGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t); dx is None
+    with input_grad=False.
     """
     _check_ctx(ctx, "gru")
+    input_grad = _check_input_grad(input_grad)
     step_backward = functools.partial(_gru_step_backward, reset_after=ctx.reset_after)
-    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq)
+    return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq, input_grad)
 
 
-def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False):
+def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False, input_grad=True):
     """Gradients of a loss L given dy = dL/dy (y's layout), dh_n = dL/dh_n and dc_n = dL/dc_n.
 
     Returns LSTMGradients(dx, dh0, dc0, dweight_ih, dweight_hh, dbias_ih, dbias_hh), or
-    LSTMGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t).
+    LSTMGradientsWithSeq(..., dh_seq) with return_dh_seq=True (dh_seq[t] = dL/dh_t); dx is None
+    with input_grad=False.
     """
     _check_ctx(ctx, "lstm")
+    input_grad = _check_input_grad(input_grad)
     dx, (dh0, dc0), weight_grads, dh_seq = _run_backward(ctx, _lstm_step_backward, dy,
-                                                         [dh_n, dc_n], return_dh_seq)
+                                                         [dh_n, dc_n], return_dh_seq, input_grad)
     if return_dh_seq:
         return LSTMGradientsWithSeq(dx, dh0, dc0, *weight_grads, dh_seq)
     return LSTMGradients(dx, dh0, dc0, *weight_grads)

@@ -28,7 +28,8 @@ void lstm_forward(T* y, T* h_n, T* c_n,
                   T* workspace, const Sequence& seq,
                   const PackedLayer<T>* packed = nullptr);
 
-// dx: like x  dh0, dc0: (B,H)  dw_ih (4H,I)  dw_hh (4H,H)  db_ih, db_hh (4H) or nullptr
+// dx: like x, or nullptr: dX is not computed (a first layer, whose input is data)
+// dh0, dc0: (B,H)  dw_ih (4H,I)  dw_hh (4H,H)  db_ih, db_hh (4H) or nullptr
 // dh_seq: like y, or nullptr (dL/dh_t per step)
 // dy: like y or nullptr  dh_n, dc_n: (B,H) or nullptr  (nullptr = zero gradient)
 // x, w, mask, workspace: exactly as given to lstm_forward in training mode

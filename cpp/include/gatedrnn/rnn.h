@@ -22,7 +22,8 @@ void rnn_forward(T* y, T* h_n,
                  T* workspace, const Sequence& seq, Activation act,
                   const PackedLayer<T>* packed = nullptr);
 
-// dx: like x  dh0: (B,H)  dw_ih (H,I)  dw_hh (H,H)  db_ih, db_hh (H) or nullptr
+// dx: like x, or nullptr: dX is not computed (a first layer, whose input is data)
+// dh0: (B,H)  dw_ih (H,I)  dw_hh (H,H)  db_ih, db_hh (H) or nullptr
 // dh_seq: like y or nullptr  dy: like y or nullptr  dh_n: (B,H) or nullptr
 template <typename T>
 void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, T* dh_seq,

@@ -25,8 +25,9 @@ Implementations, timed per epoch (every batch once, shuffled):
 
 - ``gatedrnn fit``: ``model.fit(x, y, batch_size, epochs=1, verbose=0)``.
 - ``gatedrnn steps``: the same model's work without ``fit``: for pre-sliced batches, zero the
-  gradients, ``model.forward(training=True)``, ``loss.forward_backward``, ``model.backward``,
-  ``optimizer.apply`` (and ``mark_updated``). The difference to ``fit``, per batch, is ``fit``'s
+  gradients, ``model.forward(training=True)``, ``loss.forward_backward``,
+  ``model.backward(dy, input_grad=False)`` (as ``fit`` calls it), ``optimizer.apply`` (and
+  ``mark_updated``). The difference to ``fit``, per batch, is ``fit``'s
   own overhead (shuffling gathers, callbacks, logs); it is reported as seconds per batch and as
   a fraction of ``fit``'s time per batch.
 - ``PyTorch``: ``torch.nn.GRU(bidirectional=True)`` + ``nn.Linear`` / ``nn.Embedding`` +
@@ -270,7 +271,7 @@ def bare_steps(model, batches):
             p.zero_grad()
         y_pred, _ = model.forward(xb, training=True)
         _, dy = loss_obj.forward_backward(yb, y_pred)
-        model.backward(dy)
+        model.backward(dy, input_grad=False)
         opt.apply(params)
         for p in params:
             p.mark_updated()

@@ -12,6 +12,7 @@ import pytest
 import gatedrnn
 import gatedrnn.functional as F
 import gatedrnn.reference as R
+from gatedrnn import layers as gl
 from conftest import VARIANTS, make_inputs, make_output_grads, variant_params
 
 
@@ -100,3 +101,139 @@ def test_input_grad_must_be_true_or_false(mod, bad):
     with pytest.raises(TypeError, match=f"^input_grad: expected True or False, got "
                                         f"{type(bad).__name__}$"):
         mod.lstm_backward(ctx, dh_n=np.ones((2, 5)), input_grad=bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers and models
+# --------------------------------------------------------------------------------------------
+
+def _layer_grads(layer):
+    return {p.name: p.grad.copy() for p in layer.parameters}
+
+
+LAYERS = {
+    "lstm": lambda: gl.LSTM(8, return_sequences=True),
+    "gru_last": lambda: gl.GRU(8, reset_after=False),
+    "rnn_masked": lambda: gl.SimpleRNN(8, return_sequences=True),
+    "bidirectional_fused": lambda: gl.Bidirectional(gl.LSTM(8, return_sequences=True)),
+    "bidirectional_sum": lambda: gl.Bidirectional(gl.GRU(8), merge_mode="sum"),
+    "dense": lambda: gl.Dense(8, activation="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS), ids=list(LAYERS))
+def test_layer_backward_without_input_grad(name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 5)).astype(np.float32)
+    mask = None
+    if name == "rnn_masked":
+        mask = np.ones((4, 6), bool)
+        mask[1, 4:] = False
+    layer = LAYERS[name]()
+    assert layer.input_grad_optional
+    layer.build((None,) + x.shape[1:])
+    y = layer.forward(x, training=True, mask=mask)
+    dy = rng.standard_normal(np.shape(y)).astype(np.float32)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    want = _layer_grads(layer)
+    layer.zero_grad()
+    assert layer.backward(dy, input_grad=False) is None
+    got = _layer_grads(layer)
+    assert dx.shape == x.shape and want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_stacked_layer_skips_only_the_first_layers_dx(cell, monkeypatch):
+    """Only layer 0's dx goes; the upper layers still pass their dx down (dropout between
+    layers included), so every weight gradient is the same."""
+    rng = np.random.default_rng(4)
+    layer = gl.StackedRNN(cell, 5, 8, num_layers=3, bidirectional=True, dropout=0.25)
+    x = rng.standard_normal((6, 4, 5)).astype(np.float32)
+    y, _ = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    want = _layer_grads(layer)
+    import gatedrnn.layers.stacked as st
+    seen = []
+    original = st._BACKWARD[cell]
+
+    def spy(ctx, **kwargs):
+        seen.append(kwargs.get("input_grad", True))
+        return original(ctx, **kwargs)
+    monkeypatch.setitem(st._BACKWARD, cell, spy)
+    layer.zero_grad()
+    assert layer.backward(dy, input_grad=False) is None
+    assert seen == [True, True, False]
+    got = _layer_grads(layer)
+    assert dx.shape == x.shape
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+def _model(first_trainable=True):
+    layers = [gl.Masking(0.0, input_shape=(6, 5))]
+    layers.append(gl.LSTM(8, return_sequences=True, trainable=first_trainable))
+    layers += [gl.GRU(6), gl.Dense(3)]
+    model = gatedrnn.Sequential(layers)
+    model.compile("sgd", "mse")
+    return model
+
+
+@pytest.mark.parametrize("first_trainable", [True, False], ids=["all_trainable", "first_frozen"])
+def test_model_backward_without_input_grad(monkeypatch, first_trainable):
+    """The same parameter gradients as the full backward; the first trainable layer is asked
+    for no dx and the layers before it do not run backward."""
+    rng = np.random.default_rng(6)
+    model = _model(first_trainable)
+    x = rng.standard_normal((4, 6, 5)).astype(np.float32)
+    y, _ = model.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for p in model.parameters:
+        p.zero_grad()
+    dx = model.backward(dy)
+    assert dx.shape == x.shape
+    want = {p.name: p.grad.copy() for p in model.trainable_parameters}
+
+    calls = []
+    for layer in model.layers:
+        original = layer.backward
+
+        def spy(*args, _original=original, _name=layer.name, **kwargs):
+            calls.append((_name, kwargs.get("input_grad", True)))
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(layer, "backward", spy)
+    for p in model.parameters:
+        p.zero_grad()
+    assert model.backward(dy, input_grad=False) is None
+    got = {p.name: p.grad.copy() for p in model.trainable_parameters}
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    names = [layer.name for layer in model.layers]
+    first = 1 if first_trainable else 2       # Masking has no parameters
+    expected = [(n, True) for n in reversed(names[first + 1:])] + [(names[first], False)]
+    assert calls == expected
+    with pytest.raises(TypeError, match="^input_grad: expected True or False, got int$"):
+        model.backward(dy, input_grad=0)
+
+
+def test_training_asks_the_first_layer_for_no_dx(monkeypatch):
+    """fit / train_on_batch run backward without the input gradient."""
+    seen = []
+    original = F.lstm_backward
+
+    def spy(ctx, **kwargs):
+        seen.append(kwargs.get("input_grad", True))
+        return original(ctx, **kwargs)
+    monkeypatch.setattr(F, "lstm_backward", spy)
+    import gatedrnn.layers.recurrent as rec
+    monkeypatch.setitem(rec._BACKWARD, "lstm", spy)
+    rng = np.random.default_rng(8)
+    model = gatedrnn.Sequential([gl.LSTM(4, input_shape=(5, 3)), gl.Dense(2)])
+    model.compile("sgd", "mse")
+    model.train_on_batch(rng.standard_normal((6, 5, 3)).astype(np.float32),
+                         rng.standard_normal((6, 2)).astype(np.float32))
+    assert seen == [False]

@@ -32,13 +32,18 @@ class Layer:
     an explicit pair ``forward(x, training=False, mask=None)`` / ``backward(dy) -> dx``: the
     forward call with ``training=True`` keeps what the backward call needs, and backward adds
     the parameter gradients into ``Parameter.grad``. Calling a layer (``layer(x)``) runs the
-    inference forward on a NumPy array and returns NumPy arrays, as Keras does.
+    inference forward on a NumPy array and returns NumPy arrays, as Keras does. A layer whose
+    class sets ``input_grad_optional`` also takes ``backward(dy, input_grad=False)``: it adds
+    the parameter gradients but skips dx (returns None), which a model's first trainable layer
+    has no use for.
 
     Masks are boolean ``(batch, time)`` arrays; ``compute_mask`` says what mask the output carries.
     """
 
     #: layers that pass a time mask through unchanged set this
     supports_masking = False
+    #: layers whose backward takes ``input_grad=False`` (skip dx) set this
+    input_grad_optional = False
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None):
         if name is not None and not isinstance(name, str):

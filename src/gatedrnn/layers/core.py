@@ -63,7 +63,9 @@ class Dense(Layer):
         self._cache = (x2, z, a) if training else None
         return a
 
-    def backward(self, dy):
+    input_grad_optional = True
+
+    def backward(self, dy, input_grad=True):
         x2, z, a = self._saved()
         dz = self.activation.backward(z, a, np.asarray(dy, self.dtype))
         dz2 = np.ascontiguousarray(dz).reshape(-1, self.units)
@@ -71,6 +73,8 @@ class Dense(Layer):
         _core.matmul(dz2, x2, trans_a=True, out=weight.grad, beta=1.0)      # dW += dz^T x
         if self.use_bias:
             self._params["bias"].grad += dz2.sum(axis=0)
+        if not input_grad:
+            return None
         return _core.matmul(dz2, weight.value).reshape(z.shape[:-1] + (x2.shape[1],))  # dz W
 
     def compute_output_shape(self, input_shape):

@@ -253,10 +253,13 @@ class _Recurrent(_RecurrentWeights, Layer):
         return [y] + final if self.return_state else y
 
     # --- backward ---------------------------------------------------------------------------
-    def backward(self, dy, state_grads=None):
+    input_grad_optional = True
+
+    def backward(self, dy, state_grads=None, input_grad=True):
         """Gradients of the loss w.r.t. this layer's output ``dy`` (and, with return_state, a
         list ``[dy, dh, (dc)]`` or ``state_grads=[dh, (dc)]``) -> dx; adds the weight
-        gradients. The gradients w.r.t. ``initial_state`` are left in ``initial_state_grads``."""
+        gradients. The gradients w.r.t. ``initial_state`` are left in ``initial_state_grads``.
+        ``input_grad=False`` skips dx (returns None; see the functional ``*_backward``)."""
         plan, ctx, batch_first, in_mask, had_initial = self._saved()
         if isinstance(dy, (list, tuple)):
             dy, state_grads = dy[0], list(dy[1:])
@@ -276,12 +279,14 @@ class _Recurrent(_RecurrentWeights, Layer):
             dh_n = dlast if dh_n is None else dh_n + dlast
             dy_core = None
         if self.cell == "lstm":
-            g = F.lstm_backward(ctx, dy=dy_core, dh_n=dh_n, dc_n=sg[1])
+            g = F.lstm_backward(ctx, dy=dy_core, dh_n=dh_n, dc_n=sg[1], input_grad=input_grad)
             self.initial_state_grads = [g.dh0, g.dc0] if had_initial else None
         else:
-            g = _BACKWARD[self.cell](ctx, dy=dy_core, dh_n=dh_n)
+            g = _BACKWARD[self.cell](ctx, dy=dy_core, dh_n=dh_n, input_grad=input_grad)
             self.initial_state_grads = [g.dh0] if had_initial else None
         self._accumulate(g)
+        if not input_grad:
+            return None
         dx = plan.dx_from_core(from_core_layout(g.dx, batch_first))
         if in_mask is not None:
             dx = dx * in_mask[:, None, :]
@@ -589,7 +594,9 @@ class Bidirectional(Layer):
         return [y_f, y_b]
 
     # --- backward ---------------------------------------------------------------------------
-    def backward(self, dy, state_grads=None):
+    input_grad_optional = True
+
+    def backward(self, dy, state_grads=None, input_grad=True):
         f = self.forward_layer
         n_f, n_b = f._n_states(), self.backward_layer._n_states()
         if self.return_state:
@@ -617,11 +624,12 @@ class Bidirectional(Layer):
         else:
             dy_f, dy_b = dy
         if self._fused:
-            return self._backward_fused(dy_f, dy_b, sg_f, sg_b)
+            return self._backward_fused(dy_f, dy_b, sg_f, sg_b, input_grad)
         if self.return_sequences:
             dy_b = dy_b[::-1] if self.time_major else dy_b[:, ::-1]
-        dx = self.forward_layer.backward(dy_f, sg_f)
-        dx = dx + self.backward_layer.backward(dy_b, sg_b)
+        dx = self.forward_layer.backward(dy_f, sg_f, input_grad=input_grad)
+        dx_b = self.backward_layer.backward(dy_b, sg_b, input_grad=input_grad)
+        dx = None if dx is None else dx + dx_b
         if self.forward_layer.initial_state_grads is not None:
             self.initial_state_grads = (self.forward_layer.initial_state_grads
                                         + self.backward_layer.initial_state_grads)
@@ -629,7 +637,7 @@ class Bidirectional(Layer):
             self.initial_state_grads = None
         return dx
 
-    def _backward_fused(self, dy_f, dy_b, sg_f, sg_b):
+    def _backward_fused(self, dy_f, dy_b, sg_f, sg_b, input_grad):
         f, b = self.forward_layer, self.backward_layer
         plan, ctx, batch_first, had_initial = self._saved()
         dt = self.dtype
@@ -658,15 +666,17 @@ class Bidirectional(Layer):
             dh_n = dlast if dh_n is None else dh_n + dlast
             dy_core = None
         if f.cell == "lstm":
-            g = F.lstm_backward(ctx, dy=dy_core, dh_n=dh_n, dc_n=dc_n)
+            g = F.lstm_backward(ctx, dy=dy_core, dh_n=dh_n, dc_n=dc_n, input_grad=input_grad)
             init = [g.dh0, g.dc0]
         else:
-            g = _BACKWARD[f.cell](ctx, dy=dy_core, dh_n=dh_n)
+            g = _BACKWARD[f.cell](ctx, dy=dy_core, dh_n=dh_n, input_grad=input_grad)
             init = [g.dh0]
         f._accumulate(g, 0)
         b._accumulate(g, 1)
         self.initial_state_grads = ([s[0] for s in init] + [s[1] for s in init]
                                     if had_initial else None)
+        if not input_grad:
+            return None
         dx = plan.dx_from_core(from_core_layout(g.dx, batch_first))
         return dx.swapaxes(0, 1) if self.time_major else dx
 

@@ -315,12 +315,15 @@ class StackedRNN(Layer):
         return (inp, states) if self.return_state else inp
 
     # --- backward ---------------------------------------------------------------------------
-    def backward(self, dy, dh_n=None, dc_n=None):
+    input_grad_optional = True
+
+    def backward(self, dy, dh_n=None, dc_n=None, input_grad=True):
         """Gradients of the loss with respect to the outputs of the last training forward ->
         ``dx``. ``dy`` has the shape of ``y`` (None: zero); ``dh_n``, ``dc_n`` those of ``h_n``,
         ``c_n``. ``dy`` may also be the structure the forward returned, ``(dy, dh_n)`` or
         ``(dy, (dh_n, dc_n))``. Adds the weight gradients into ``Parameter.grad`` and sets
-        ``initial_state_grads``."""
+        ``initial_state_grads``. ``input_grad=False`` skips the first layer's dx (returns
+        None)."""
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward needs a forward call with training=True "
                                f"first")
@@ -352,7 +355,8 @@ class StackedRNN(Layer):
         g_out = dy
         for k in reversed(range(L)):
             rows = slice(k * D, (k + 1) * D) if D == 2 else k
-            kw = dict(dy=g_out, dh_n=None if dh_n is None else dh_n[rows])
+            kw = dict(dy=g_out, dh_n=None if dh_n is None else dh_n[rows],
+                      input_grad=input_grad or k > 0)
             if self.cell == "lstm":
                 kw["dc_n"] = None if dc_n is None else dc_n[rows]
             g = _BACKWARD[self.cell](ctxs[k], **kw)

@@ -117,6 +117,9 @@ LAYERS = {
     "rnn_masked": lambda: gl.SimpleRNN(8, return_sequences=True),
     "bidirectional_fused": lambda: gl.Bidirectional(gl.LSTM(8, return_sequences=True)),
     "bidirectional_sum": lambda: gl.Bidirectional(gl.GRU(8), merge_mode="sum"),
+    # input dropout in training: the two directions run as two layers
+    "bidirectional_pair": lambda: gl.Bidirectional(gl.GRU(8, return_sequences=True,
+                                                          dropout=0.25)),
     "dense": lambda: gl.Dense(8, activation="tanh"),
 }
 
@@ -133,6 +136,8 @@ def test_layer_backward_without_input_grad(name):
     assert layer.input_grad_optional
     layer.build((None,) + x.shape[1:])
     y = layer.forward(x, training=True, mask=mask)
+    if name.startswith("bidirectional"):
+        assert layer._fused == (name != "bidirectional_pair")
     dy = rng.standard_normal(np.shape(y)).astype(np.float32)
     layer.zero_grad()
     dx = layer.backward(dy)

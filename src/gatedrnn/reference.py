@@ -352,7 +352,8 @@ def _check_input_grad(input_grad):
     return bool(input_grad)
 
 
-def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq, input_grad=True):
+def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq, input_grad):
+    input_grad = _check_input_grad(input_grad)
     if dy is not None:
         dy = _time_major(np.asarray(dy, dtype=ctx.x.dtype), ctx.batch_first)
     dx, dstate0, grads, dh_seq = _backward(step_backward, ctx, dy, dstate_n, return_dh_seq)
@@ -435,7 +436,6 @@ def rnn_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     with input_grad=False.
     """
     _check_ctx(ctx, "rnn")
-    input_grad = _check_input_grad(input_grad)
     step_backward = functools.partial(_rnn_step_backward, nonlinearity=ctx.nonlinearity)
     return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq, input_grad)
 
@@ -448,7 +448,6 @@ def gru_backward(ctx, dy=None, dh_n=None, return_dh_seq=False, input_grad=True):
     with input_grad=False.
     """
     _check_ctx(ctx, "gru")
-    input_grad = _check_input_grad(input_grad)
     step_backward = functools.partial(_gru_step_backward, reset_after=ctx.reset_after)
     return _hidden_state_backward(ctx, step_backward, dy, dh_n, return_dh_seq, input_grad)
 
@@ -461,7 +460,6 @@ def lstm_backward(ctx, dy=None, dh_n=None, dc_n=None, return_dh_seq=False, input
     with input_grad=False.
     """
     _check_ctx(ctx, "lstm")
-    input_grad = _check_input_grad(input_grad)
     dx, (dh0, dc0), weight_grads, dh_seq = _run_backward(ctx, _lstm_step_backward, dy,
                                                          [dh_n, dc_n], return_dh_seq, input_grad)
     if return_dh_seq:

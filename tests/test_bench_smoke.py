@@ -4,6 +4,7 @@ are the ratio of the times, JSON that loads back). Speed itself is never asserte
 """
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -24,9 +25,11 @@ TINY = [
     bench.Case("train", "lstm", "fwd", 4, 3, 5, 6),
     bench.Case("train", "lstm", "train", 4, 3, 5, 6),
     bench.Case("train", "gru_ra", "train", 3, 2, 4, 5),
+    bench.Case("train", "lstm", "train-nodx", 4, 3, 5, 6),
     bench.Case("infer", "gru_rb", "fwd", 3, 2, 4, 5),
     bench.Case("infer", "rnn_tanh", "fwd", 5, 1, 3, 4),
     bench.Case("bidir", "lstm", "train", 4, 2, 3, 4, layers=2, directions=2),
+    bench.Case("bidir", "gru_ra", "train-nodx", 4, 2, 3, 4, layers=2, directions=2),
     bench.Case("bidir", "gru_ra", "fwd", 4, 2, 3, 4, layers=2, directions=2),
     bench.Case("stream", "gru_ra", "fwd", 4, 1, 5, 6),
     bench.Case("stream", "lstm", "fwd", 4, 1, 5, 6),
@@ -124,12 +127,15 @@ def test_case_list_follows_the_derivation():
     dbench = [c for c in all_cases if c.suite in ("train", "infer")]
     assert all(c.I == c.H <= 1024 and c.T <= 200 for c in dbench)
     assert {(c.suite, c.mode) for c in dbench} == {("train", "fwd"), ("train", "train"),
-                                                    ("infer", "fwd")}
+                                                    ("train", "train-nodx"), ("infer", "fwd")}
+    # every training shape also without dx
+    assert {c.id.replace("/train-nodx", "/train") for c in dbench if c.mode == "train-nodx"} \
+        == {c.id for c in dbench if c.mode == "train"}
     # 2048 and 4096 hidden clamp onto the 1024 rows, T=1500/750/375 onto 200
     assert "train/lstm/T25-B128-I1024-H1024/train" in ids
     assert "infer/gru_rb/T200-B4-I1024-H1024/fwd" in ids
     assert "infer/rnn_tanh/T200-B1-I32-H32/fwd" in ids            # vanilla = RNN tanh
-    assert sum(c.suite == "bidir" for c in all_cases) == 4
+    assert sum(c.suite == "bidir" for c in all_cases) == 6
     assert [c.id for c in all_cases if c.suite == "stream"] == [
         "stream/lstm/T100-B1-I256-H256/fwd", "stream/gru_ra/T100-B1-I256-H256/fwd"]
     assert sum(c.suite == "overhead" for c in all_cases) == len(bench.VARIANTS)
@@ -167,6 +173,15 @@ def test_case_list_follows_the_derivation():
     c = bench.Case("train", "lstm", "fwd", 25, 16, 512, 512)
     assert c.flops() == 2 * 25 * 16 * 4 * 512 * 1024
     assert bench.Case("train", "lstm", "train", 25, 16, 512, 512).flops() == 3 * c.flops()
+    # without dx: less the first layer's dX = dG W_ih, 2*T*B*G*H*I (here I != H)
+    assert bench.Case("train", "lstm", "train-nodx", 25, 16, 300, 512).flops() == \
+        3 * 2 * 25 * 16 * 4 * 512 * (300 + 512) - 2 * 25 * 16 * 4 * 512 * 300
+    # two layers and directions: only layer 0's dX (input I) is skipped, per direction
+    bt = bench.Case("bidir", "gru_ra", "train", 100, 32, 200, 256, layers=2, directions=2)
+    bn = dataclasses.replace(bt, mode="train-nodx")
+    assert bt.flops() - bn.flops() == 2 * 2 * 100 * 32 * 3 * 256 * 200
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        bench.Case("train", "lstm", "backward", 2, 2, 2, 2)
     b = bench.Case("bidir", "gru_ra", "fwd", 100, 32, 256, 256, layers=2, directions=2)
     assert b.flops() == 2 * 2 * 100 * 32 * 3 * 256 * ((256 + 256) + (512 + 256))
 
@@ -212,9 +227,47 @@ def test_harness_with_every_peer(tmp_path, torch, onnx, onnxruntime):
         assert st["torch"] == ("n/a" if case.variant == "gru_rb" else "ok"), row["id"]
         assert st["onnxruntime"] == ("ok" if case.mode == "fwd" else "n/a"), row["id"]
         assert st["reference"] == "ok", row["id"]
-        if case.mode == "train":   # gradients were compared, not only outputs
+        if case.training:   # gradients were compared, not only outputs
             assert row["parity"]["torch"]["arrays"] > 5
     bench.write_png(report, tmp_path / "speedup.png")   # a PNG if matplotlib is installed
+
+
+@pytest.mark.parametrize("case", [
+    bench.Case("train", "lstm", "train-nodx", 4, 3, 5, 6),
+    bench.Case("ragged", "gru_ra", "train-nodx", 6, 5, 3, 4),
+    bench.Case("bidir", "gru_ra", "train-nodx", 4, 2, 3, 4, layers=2, directions=2),
+    bench.Case("bidir", "lstm", "train-nodx", 4, 2, 3, 4, layers=2, directions=2),
+], ids=lambda c: c.id)
+@pytest.mark.parametrize("impl", ["gatedrnn", "reference", "torch"])
+def test_training_without_dx_computes_every_other_gradient(case, impl, request):
+    """"train-nodx": every implementation returns no dL/dx and exactly the gradients it
+    returns in "train" on the same problem (gatedrnn's and the reference's bit-identical;
+    PyTorch's within the parity tolerance, as it may order its sums differently)."""
+    if impl == "torch":
+        request.getfixturevalue("torch")
+    notes = set()
+    im = bench.make_implementations([impl], notes)[0][impl]
+    with_dx = dataclasses.replace(case, mode="train")
+    prob = bench.make_problem(with_dx)
+
+    def prepared(c):
+        st = bench.prepare_and_warm(im, c, prob, threads=1, budget=10.0, max_time=1.0)
+        assert st["status"] == "ok", st
+        return st
+
+    st = prepared(case)
+    full, nodx = prepared(with_dx)["outputs"], st["outputs"]
+    if impl == "torch":   # the call's input is a plain tensor, as a model's data
+        with st["ctx"]():
+            x = st["fn"]()[0]
+        assert not x.requires_grad and x.grad is None
+    assert "d_x" in full and "d_x" not in nodx
+    assert set(nodx) == set(full) - {"d_x"} and len(nodx) > 5
+    for key, a in nodx.items():
+        if impl == "torch":
+            assert bench.parity(full, {key: a})[0] <= bench.PARITY_TOL, key
+        else:
+            np.testing.assert_array_equal(a, full[key], err_msg=key)
 
 
 def test_over_budget_reference_is_skipped_not_run(tmp_path):
@@ -591,6 +644,12 @@ def test_a_speed_up_shortfall_says_what_share_of_each_ceiling_its_target_needs()
     # Without shortfalls of a speed-up, no explanation.
     text = "\n".join(bench._format_tail({"cases": [met], "targets": bench.check_targets([met])}))
     assert "needs" not in text
+    # Training without dx is reported, not judged (the targets are stated with dx).
+    for suite, cell in (("train", "gru"), ("bidir", "lstm"), ("ragged", "lstm")):
+        row = dict(train, id=f"{suite}/x/T10-B64-I512-H512/train-nodx", suite=suite,
+                   mode="train-nodx", cell=cell)
+        assert bench.check_targets([row]) == []
+        assert bench.check_targets([dict(row, mode="train")]) != []
 
 
 def test_denormal_problems_are_subnormal_throughout_and_differ_from_their_twin_only_in_x():

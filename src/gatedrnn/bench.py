@@ -15,10 +15,12 @@ against gatedrnn's):
   packed once with ``pack_weights`` when it exists, as a deployed model would; ONNX Runtime and
   PyTorch also prepare their weights once). Training = forward with ``training=True`` plus the
   backward with ``dy = ones`` (the loss ``sum(y)``), from raw arrays (weights change every step).
+  Training without dx ("train-nodx") passes ``input_grad=False`` to the first layer's backward.
 - ``PyTorch``: ``torch.nn.RNN/GRU/LSTM`` (``*Cell`` for streaming). Forward under
   ``torch.inference_mode()``; training = forward + ``y.sum().backward()`` with grad enabled,
-  with x, h0 (and c0) requiring grad so it computes the same gradients gatedrnn does. PyTorch
-  has no reset-before GRU: n/a there.
+  with x, h0 (and c0) requiring grad so it computes the same gradients gatedrnn does ("train-nodx":
+  x does not require grad, as a model's input; h0 and c0 still do). PyTorch has no
+  reset-before GRU: n/a there.
 - ``ORT``: ONNX Runtime (CPU provider), one ONNX RNN/GRU/LSTM node per layer built in memory with
   onnx.helper (GRU ``linear_before_reset=1`` for ``reset_after=True``, ``0`` for
   ``reset_after=False``), forward only.
@@ -37,10 +39,15 @@ Cases (``cases()``):
   columns set,hidden,batch,timesteps,type), scaled to a small CPU: input size = hidden;
   ``vanilla`` = RNN tanh; ``gru`` gives both GRU forms (reset_after True and False); hidden
   clamped to <= 1024 and T to <= 200; duplicates removed (after clamping; inference_server and
-  inference_device are merged into one inference set). The training set is timed as forward and
-  as training (forward + backward); the inference set as forward.
-- ``bidir``: 2-layer bidirectional LSTM and GRU, T=100, B=32, I=H=256, forward and training,
-  against torch's ``num_layers=2, bidirectional=True`` layers and a 2-layer ONNX graph.
+  inference_device are merged into one inference set). The training set is timed as forward,
+  as training (forward + backward, every gradient: mode "train") and as training without dx
+  (mode "train-nodx": all but dL/dx, what a model's first layer computes when it trains on
+  data, as ``fit`` runs it); the inference set as forward. The training targets are
+  stated on "train" (the same gradients as a layer deeper in a model); "train-nodx" shows how
+  the speed-up carries over to the usual first layer.
+- ``bidir``: 2-layer bidirectional LSTM and GRU, T=100, B=32, I=H=256, forward, training and
+  training without dx (the first layer's), against torch's ``num_layers=2,
+  bidirectional=True`` layers and a 2-layer ONNX graph.
 - ``stream``: B=1, I=H=256, LSTM and GRU, one T=1 call per step carrying the state (a packed
   handle when ``pack_weights`` exists), against torch's LSTMCell/GRUCell stepping and one ORT
   session run per step. Times and FLOPs are per step.
@@ -161,6 +168,11 @@ VARIANTS = {  # name -> (cell, keyword options)
 }
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 DATA_KINDS = ("normal", "subnormal")
+#: "fwd" forward; "train" forward + backward with every gradient, dL/dx included (what a
+#: layer that is not the model's first needs); "train-nodx" the same without dL/dx, as the
+#: first layer of a model trains on data (``input_grad=False``; PyTorch with x not
+#: requiring grad; in a stacked case only the first layer skips it).
+MODES = ("fwd", "train", "train-nodx")
 #: The denormal suite's x scale: 2**-130 puts |x| < 8 (all of N(0, 1) in practice) below
 #: float32's smallest normal number, 2**-126.
 SUBNORMAL_SCALE = 2.0 ** -130
@@ -175,7 +187,7 @@ DEEPBENCH_TYPES = {"vanilla": ("rnn_tanh",), "gru": ("gru_ra", "gru_rb"), "lstm"
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark: a cell variant, a suite, a mode ("fwd" or "train") and its sizes.
+    """One benchmark: a cell variant, a suite, a mode (``MODES``) and its sizes.
 
     suite: "train" / "infer" (DeepBench-derived), "bidir", "stream" (T = steps of one timed
     run, reported per step), "overhead", "ragged" (sequences of different lengths, see
@@ -199,6 +211,18 @@ class Case:
     def __post_init__(self):
         if self.data not in DATA_KINDS:
             raise ValueError(f"data: expected one of {DATA_KINDS}, got {self.data!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
+
+    @property
+    def training(self):
+        """Forward and backward ("train" or "train-nodx")."""
+        return self.mode != "fwd"
+
+    @property
+    def input_grad(self):
+        """Training that computes dL/dx of the first layer's input ("train")."""
+        return self.mode == "train"
 
     @property
     def cell(self):
@@ -255,13 +279,16 @@ class Case:
     def flops(self):
         """FLOPs per reported unit: forward 2*T*B*G*H*(I_l + H) summed over layers and
         directions (T = 1 for a streaming step; T*B = the valid steps of a ragged batch);
-        training 3x that."""
+        training 3x that (the backward pass's dX, dh, dW_ih and dW_hh products); without dx
+        ("train-nodx") less the first layer's dX = dG W_ih, 2*T*B*G*H*I_0 per direction."""
         lengths = self.lengths()
         rows = int(lengths.sum()) if lengths is not None else \
             (1 if self.streaming else self.T) * self.B
-        f = sum(2 * rows * self.G * self.H * (i + self.H) * self.directions
-                for i in self.layer_inputs())
-        return 3 * f if self.mode == "train" else f
+        per_input = 2 * rows * self.G * self.H * self.directions   # per input or hidden unit
+        f = sum(per_input * (i + self.H) for i in self.layer_inputs())
+        if not self.training:
+            return f
+        return 3 * f if self.input_grad else 3 * f - per_input * self.I
 
 
 def deepbench_shapes(csv_text=None):
@@ -286,10 +313,10 @@ def deepbench_shapes(csv_text=None):
 def _all_cases():
     out = []
     for suite, variant, H, B, T in deepbench_shapes():
-        modes = ("fwd", "train") if suite == "train" else ("fwd",)
+        modes = MODES if suite == "train" else ("fwd",)
         out += [Case(suite, variant, m, T, B, H, H) for m in modes]
     for variant in ("lstm", "gru_ra"):
-        for mode in ("fwd", "train"):
+        for mode in MODES:
             out.append(Case("bidir", variant, mode, 100, 32, 256, 256, layers=2, directions=2))
     for variant in ("lstm", "gru_ra"):
         out.append(Case("stream", variant, "fwd", 100, 1, 256, 256))
@@ -310,6 +337,7 @@ QUICK_IDS = (
     "train/gru_ra/T1-B32-I512-H512/train",
     "train/lstm/T25-B32-I512-H512/fwd",
     "train/lstm/T25-B32-I512-H512/train",
+    "train/lstm/T25-B32-I512-H512/train-nodx",
     "train/lstm/T150-B16-I256-H256/train",
     "infer/gru_ra/T1-B4-I512-H512/fwd",
     "infer/gru_rb/T1-B4-I512-H512/fwd",
@@ -782,11 +810,16 @@ class _GatedFamily:
         self.name, self.mod, self.notes = name, module, notes
         self.can_pack = module is F and hasattr(F, "pack_weights")
         self.can_bidir = ("bidirectional" in inspect.signature(module.lstm).parameters)
+        self.can_skip_dx = "input_grad" in inspect.signature(module.lstm_backward).parameters
 
     def prepare(self, case, prob, threads):
         fn = getattr(self.mod, case.cell)
         bwd = getattr(self.mod, case.cell + "_backward")
         opts, D, H, lstm = case.opts, case.directions, case.H, case.cell == "lstm"
+        if case.training and not case.input_grad and not self.can_skip_dx:
+            raise _Skip(f"{self.mod.__name__}.{case.cell}_backward has no input_grad= yet")
+        # The first layer's backward: with dx unless the case skips it (layers above need it).
+        first_kw = {} if case.input_grad else {"input_grad": False}
         pack = self.can_pack and case.mode == "fwd"
         bidir_api = D == 2 and self.can_bidir
         if self.mod is F:
@@ -835,7 +868,7 @@ class _GatedFamily:
 
                 def train():
                     out = fn(x, *args, training=True, **kwT)
-                    return out, bwd(out.ctx, dy=dy)
+                    return out, bwd(out.ctx, dy=dy, **first_kw)
                 return train
 
             def extract(res):
@@ -844,7 +877,9 @@ class _GatedFamily:
                 if lstm:
                     d["c_n"] = out.c_n[None]
                 if g is not None:
-                    d.update({"d_x": g.dx, "d_h0": g.dh0[None],
+                    if g.dx is not None:
+                        d["d_x"] = g.dx
+                    d.update({"d_h0": g.dh0[None],
                               "d_weight_ih_l0": g.dweight_ih, "d_weight_hh_l0": g.dweight_hh,
                               "d_bias_ih_l0": g.dbias_ih, "d_bias_hh_l0": g.dbias_hh})
                     if lstm:
@@ -906,8 +941,9 @@ class _GatedFamily:
             return y, hn, cn, [o.ctx for o in outs] if training else None
 
         def layer_backward(l, ctxs, dy, grads):
+            kw = first_kw if l == 0 else {}
             if D == 1 or bidir_api:
-                g = bwd(ctxs[0], dy=dy)
+                g = bwd(ctxs[0], dy=dy, **kw)
                 per_dir = [(g.dweight_ih[d], g.dweight_hh[d], g.dbias_ih[d], g.dbias_hh[d])
                            for d in range(D)] if D == 2 else \
                     [(g.dweight_ih, g.dweight_hh, g.dbias_ih, g.dbias_hh)]
@@ -915,10 +951,10 @@ class _GatedFamily:
                 dh0 = g.dh0 if D == 2 else g.dh0[None]
                 dc0 = ((g.dc0 if D == 2 else g.dc0[None]) if lstm else None)
             else:
-                gs = [bwd(ctxs[d], dy=np.ascontiguousarray(dy[..., d * H:(d + 1) * H]))
+                gs = [bwd(ctxs[d], dy=np.ascontiguousarray(dy[..., d * H:(d + 1) * H]), **kw)
                       for d in range(D)]
                 per_dir = [(g.dweight_ih, g.dweight_hh, g.dbias_ih, g.dbias_hh) for g in gs]
-                dx = gs[0].dx + gs[1].dx
+                dx = None if gs[0].dx is None else gs[0].dx + gs[1].dx
                 dh0 = np.stack([g.dh0 for g in gs])
                 dc0 = np.stack([g.dc0 for g in gs]) if lstm else None
             for d, ws in enumerate(per_dir):
@@ -931,7 +967,7 @@ class _GatedFamily:
 
         def make(T):
             x0 = prob.x[:T]
-            training = case.mode == "train"
+            training = case.training
             dy_last = np.ones((T, case.B, D * H), np.float32) if training else None
 
             def run():
@@ -948,7 +984,8 @@ class _GatedFamily:
                     grads, dy = {}, dy_last
                     for l in reversed(range(case.layers)):
                         dy = layer_backward(l, ctxs[l], dy, grads)
-                    res["d_x"] = dy
+                    if dy is not None:
+                        res["d_x"] = dy
                     res["d_h0"] = np.concatenate([grads.pop(f"d_h0_{l}")
                                                   for l in range(case.layers)])
                     if lstm:
@@ -992,7 +1029,7 @@ class _Torch:
                         for kind, a in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
                                            arrays):
                             getattr(mod, _param_name(kind, l, d)).copy_(torch.from_numpy(a))
-        training = case.mode == "train"
+        training = case.training
         mod.train(training)
         h0 = torch.from_numpy(prob.h0)
         c0 = torch.from_numpy(prob.c0) if lstm else None
@@ -1053,7 +1090,8 @@ class _Torch:
                   "c0": c0.clone().requires_grad_(True) if lstm else None}
 
         def make(T):
-            x = torch.from_numpy(prob.x[:T]).clone().requires_grad_(True)
+            # Without dx (the first layer of a model, on data) x is a plain tensor.
+            x = torch.from_numpy(prob.x[:T]).clone().requires_grad_(case.input_grad)
             hx = (leaves["h0"], leaves["c0"]) if lstm else leaves["h0"]
             run = layer(T)
 
@@ -1075,7 +1113,8 @@ class _Torch:
                 d["h_n"], d["c_n"] = hn[0].detach().numpy(), hn[1].detach().numpy()
             else:
                 d["h_n"] = hn.detach().numpy()
-            d["d_x"] = x.grad.numpy()
+            if case.input_grad:
+                d["d_x"] = x.grad.numpy()
             d["d_h0"] = leaves["h0"].grad.numpy()
             if lstm:
                 d["d_c0"] = leaves["c0"].grad.numpy()
@@ -1765,7 +1804,9 @@ def check_targets(rows):
     (rule, case) with the measured value, the target and whether it is met. Rules whose
     inputs were not measured (peer n/a, over budget) are left out. A speed-up target also
     records ``needs_pct_sgemm`` (and ``needs_pct_bw`` where the case has a bandwidth bound):
-    the % of that ceiling at which gatedrnn would meet it against the same peer time."""
+    the % of that ceiling at which gatedrnn would meet it against the same peer time.
+    The training targets are stated on training with dx ("train"); "train-nodx" rows are
+    reported, not judged."""
     res = []
 
     def add(rule, row, value, target, unit="x", speedup=False):
@@ -1794,13 +1835,14 @@ def check_targets(rows):
         if r["suite"] in ("train", "ragged") and r["mode"] == "train":
             need = 2.0 if gru else 1.3
             add(f"training >= {need}x PyTorch", r, sp.get("torch"), need, speedup=True)
-        if r["suite"] == "train" and r["B"] >= 32 and r["H"] >= 512:
+        if r["suite"] == "train" and r["mode"] in ("fwd", "train") and r["B"] >= 32 \
+                and r["H"] >= 512:
             need = 85.0 if r["mode"] == "fwd" else 75.0
             add(f"large {r['mode']} >= {need:.0f}% SGEMM", r, r.get("pct_sgemm"), need, "%")
         if r["suite"] == "stream":
             add("streaming >= 4x PyTorch cell", r, sp.get("torch"), 4.0, speedup=True)
             add("streaming within 1.5x of bandwidth bound", r, r.get("pct_bw"), 100 / 1.5, "%")
-        if r["suite"] == "bidir":
+        if r["suite"] == "bidir" and r["mode"] in ("fwd", "train"):
             add(f"bidirectional {r['mode']} >= 1.3x PyTorch", r, sp.get("torch"), 1.3,
                 speedup=True)
         if r.get("normal_twin"):
@@ -1899,7 +1941,7 @@ def _format_tail(report):
                  "one timed call after the warm-up call). xPeer = peer time / gatedrnn time.",
              "", "Speed-up of gatedrnn per group (geometric mean [min .. max] over cases):"]
     for s in sorted(summarize(report["cases"]), key=lambda s: (s["suite"], s["mode"], s["peer"])):
-        lines.append(f"  {s['suite']:>8} {s['mode']:<5} vs {LABELS[s['peer']]:<9} "
+        lines.append(f"  {s['suite']:>8} {s['mode']:<10} vs {LABELS[s['peer']]:<9} "
                      f"{s['geomean']:6.2f}x  [{s['min']:.2f}x .. {s['max']:.2f}x]  "
                      f"({s['n']} cases)")
     twins = [r for r in report["cases"] if r.get("vs_normal")]
@@ -2022,7 +2064,8 @@ def write_png(report, path):
         ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title(f"{variant} {'forward' if mode == 'fwd' else 'training'}")
+        title = {"fwd": "forward", "train": "training", "train-nodx": "training, no dx"}[mode]
+        ax.set_title(f"{variant} {title}")
         ax.set_xlabel("batch size")
         ax.set_ylabel("speed-up of gatedrnn")
         ax.legend(fontsize=7)

@@ -810,14 +810,11 @@ class _GatedFamily:
         self.name, self.mod, self.notes = name, module, notes
         self.can_pack = module is F and hasattr(F, "pack_weights")
         self.can_bidir = ("bidirectional" in inspect.signature(module.lstm).parameters)
-        self.can_skip_dx = "input_grad" in inspect.signature(module.lstm_backward).parameters
 
     def prepare(self, case, prob, threads):
         fn = getattr(self.mod, case.cell)
         bwd = getattr(self.mod, case.cell + "_backward")
         opts, D, H, lstm = case.opts, case.directions, case.H, case.cell == "lstm"
-        if case.training and not case.input_grad and not self.can_skip_dx:
-            raise _Skip(f"{self.mod.__name__}.{case.cell}_backward has no input_grad= yet")
         # The first layer's backward: with dx unless the case skips it (layers above need it).
         first_kw = {} if case.input_grad else {"input_grad": False}
         pack = self.can_pack and case.mode == "fwd"

@@ -959,7 +959,7 @@ void gates_gemm(const Slice& sl, int64_t Bs, const T* A, int64_t lda, int64_t a_
                           packed[g].strided == first.strided + (g - g0) * first.K * first.ld_strided;
         if (consecutive &&
             gemm_small_m_in_place(*first.kernels, M, A + g0 * a_gate + sl.row_first * lda, lda,
-                                  first.strided, first.ld_strided, (g1 - g0) * first.K, first.N,
+                                  first.strided, 1, first.ld_strided, (g1 - g0) * first.K, first.N,
                                   sl.p_begin, sl.p_end, accumulate ? T(1) : T(0),
                                   C + sl.row_first * ldc, ldc, Bs))
             return;

@@ -142,12 +142,14 @@ T* small_m_path(const isa::Kernels<T>& k, int64_t whole, int64_t K) {
 
 template <typename T>
 bool gemm_small_m_in_place(const isa::Kernels<T>& k, int64_t M, const T* A, int64_t lda,
-                           const T* B, int64_t ldb, int64_t K, int64_t N, int64_t p_begin,
-                           int64_t p_end, T beta, T* C, int64_t ldc, int64_t whole_rows) {
+                           const T* B, int64_t b_n, int64_t b_k, int64_t K, int64_t N,
+                           int64_t p_begin, int64_t p_end, T beta, T* C, int64_t ldc,
+                           int64_t whole_rows) {
     T* scratch = small_m_path(k, std::max(whole_rows, M), K);
     if (!scratch) return false;
     const int64_t j0 = std::min(p_begin * k.nr, N), j1 = std::min(p_end * k.nr, N);
-    if (j1 > j0) k.gemm_small_m(M, j1 - j0, K, A, lda, B + j0, 1, ldb, beta, C + j0, ldc, scratch);
+    if (j1 > j0)
+        k.gemm_small_m(M, j1 - j0, K, A, lda, B + j0 * b_n, b_n, b_k, beta, C + j0, ldc, scratch);
     return true;
 }
 
@@ -160,18 +162,12 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
     // this call has: each row then gets the same results however the rows are shared out.
     const int64_t whole = std::max(whole_rows, M);
     const int chains = isa::chains_for(whole);
-    if (B.strided && gemm_small_m_in_place(k, M, A, lda, B.strided, B.ld_strided, B.K, B.N,
+    if (B.strided && gemm_small_m_in_place(k, M, A, lda, B.strided, 1, B.ld_strided, B.K, B.N,
                                            p_begin, p_end, beta, C, ldc, whole))
         return;
-    if (B.direct) {
-        if (T* scratch = small_m_path(k, whole, B.K)) {
-            const int64_t j0 = std::min(p_begin * k.nr, B.N), j1 = std::min(p_end * k.nr, B.N);
-            if (j1 > j0)
-                k.gemm_small_m(M, j1 - j0, B.K, A, lda, B.direct + j0 * B.ld_direct, B.ld_direct,
-                               1, beta, C + j0, ldc, scratch);
-            return;
-        }
-    }
+    if (B.direct && gemm_small_m_in_place(k, M, A, lda, B.direct, B.ld_direct, 1, B.K, B.N,
+                                          p_begin, p_end, beta, C, ldc, whole))
+        return;
     if (B.strided && B.K > 0) {
         const int64_t full = B.N / k.nr;
         for (int64_t p = p_begin; p < p_end; ++p) {
@@ -265,10 +261,12 @@ template void pack_b<float>(PackedB<float>&, Trans, const float*, int64_t, int64
 template void pack_b<double>(PackedB<double>&, Trans, const double*, int64_t, int64_t, int64_t);
 template bool gemm_small_m_in_place<float>(const isa::Kernels<float>&, int64_t, const float*,
                                            int64_t, const float*, int64_t, int64_t, int64_t,
-                                           int64_t, int64_t, float, float*, int64_t, int64_t);
+                                           int64_t, int64_t, int64_t, float, float*, int64_t,
+                                           int64_t);
 template bool gemm_small_m_in_place<double>(const isa::Kernels<double>&, int64_t, const double*,
                                             int64_t, const double*, int64_t, int64_t, int64_t,
-                                            int64_t, int64_t, double, double*, int64_t, int64_t);
+                                            int64_t, int64_t, int64_t, double, double*, int64_t,
+                                            int64_t);
 template void gemm_packed<float>(int64_t, const float*, int64_t, const PackedB<float>&, int64_t,
                                  int64_t, float, float*, int64_t, bool, int64_t, bool);
 template void gemm_packed<double>(int64_t, const double*, int64_t, const PackedB<double>&, int64_t,

@@ -57,16 +57,17 @@ void gemm_packed(int64_t M, const T* A, int64_t lda, const PackedB<T>& B, int64_
                  int64_t p_end, T beta, T* C, int64_t ldc, bool reverse = false,
                  int64_t whole_rows = 0, bool depth_blocks = false);
 
-// C (M, columns of panels [p_begin, p_end)) = A (M, K) . B + beta C for B (K, N) read in place
-// (row stride ldb), on the calling thread, the way gemm_packed multiplies a strided view of
-// it; whole_rows as there. Returns false, having done nothing, where that is not by
-// Kernels::gemm_small_m (too few rows, or its scratch over the limit): gemm_packed with a
-// view_b_strided of B then takes another path. Allocates nothing that can throw. k: the
-// kernels of the views it stands in for.
+// C (M, columns of panels [p_begin, p_end)) = A (M, K) . B + beta C for B (K, N) read in place,
+// element (k, n) at B[n * b_n + k * b_k], on the calling thread, the way gemm_packed multiplies
+// a strided view (b_n 1, b_k its row stride) or a direct one (b_n its row stride, b_k 1);
+// whole_rows as there. Returns false, having done nothing, where that is not by
+// Kernels::gemm_small_m (too few rows, or its scratch over the limit): gemm_packed then takes
+// another path. Allocates nothing that can throw. k: the kernels of the views it stands in for.
 template <typename T>
 bool gemm_small_m_in_place(const isa::Kernels<T>& k, int64_t M, const T* A, int64_t lda,
-                           const T* B, int64_t ldb, int64_t K, int64_t N, int64_t p_begin,
-                           int64_t p_end, T beta, T* C, int64_t ldc, int64_t whole_rows = 0);
+                           const T* B, int64_t b_n, int64_t b_k, int64_t K, int64_t N,
+                           int64_t p_begin, int64_t p_end, T beta, T* C, int64_t ldc,
+                           int64_t whole_rows = 0);
 
 // A subset of a packed B's panels: `count` runs of `length` panels, the r-th starting at panel
 // first + r * stride (the gate blocks of one thread's hidden units). length -1: all panels.

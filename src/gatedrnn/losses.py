@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_bool
 from ._registry import Configurable, deserialize_from
 
 __all__ = [
@@ -271,9 +272,7 @@ class MeanSquaredError(Loss):
 
 class _FromLogitsMixin:
     def _init_logits(self, from_logits):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"from_logits: expected a bool, got {type(from_logits).__name__}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool(from_logits, "from_logits")
 
     def get_config(self):
         config = super().get_config()

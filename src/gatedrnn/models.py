@@ -16,6 +16,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from . import saving
+from ._checks import check_bool
 from .layers import Layer, deserialize, serialize
 
 __all__ = ["Sequential", "Input", "load_model"]
@@ -165,8 +166,7 @@ class Sequential:
         with trainable parameters do not run backward, and that layer, where it can
         (``Layer.input_grad_optional``), skips its own dx (for a recurrent layer, the product
         dx = dG W_ih: a sixth of its training multiply-adds when I = H)."""
-        if not isinstance(input_grad, (bool, np.bool_)):
-            raise TypeError(f"input_grad: expected True or False, got {type(input_grad).__name__}")
+        input_grad = check_bool(input_grad, "input_grad")
         layers = self._layers
         first = 0
         if not input_grad:

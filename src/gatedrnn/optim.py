@@ -42,6 +42,7 @@ import warnings
 
 import numpy as np
 
+from ._checks import check_bool
 from ._registry import Configurable, deserialize_from
 
 __all__ = [
@@ -461,12 +462,6 @@ def _check_epsilon(value):
     return value
 
 
-def _check_bool(value, what):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what}: expected a bool, got {type(value).__name__}")
-    return bool(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Algorithms
 # --------------------------------------------------------------------------------------------
@@ -488,7 +483,7 @@ class SGD(Optimizer):
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.momentum = _check_unit(momentum, "momentum")
-        self.nesterov = _check_bool(nesterov, "nesterov")
+        self.nesterov = check_bool(nesterov, "nesterov")
 
     def _slot_names(self):
         return ("momentum",) if self.momentum != 0 else ()
@@ -534,7 +529,7 @@ class Adam(Optimizer):
         self.beta_1 = _check_unit(beta_1, "beta_1", upper_open=True)
         self.beta_2 = _check_unit(beta_2, "beta_2", upper_open=True)
         self.epsilon = _check_epsilon(epsilon)
-        self.amsgrad = _check_bool(amsgrad, "amsgrad")
+        self.amsgrad = check_bool(amsgrad, "amsgrad")
 
     def _slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
@@ -613,7 +608,7 @@ class RMSprop(Optimizer):
         self.rho = _check_unit(rho, "rho")
         self.momentum = _check_unit(momentum, "momentum")
         self.epsilon = _check_epsilon(epsilon)
-        self.centered = _check_bool(centered, "centered")
+        self.centered = check_bool(centered, "centered")
 
     def _slot_names(self):
         names = ["velocity"]

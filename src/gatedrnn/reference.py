@@ -35,6 +35,7 @@ __all__ = [
     "RNNGradients", "RNNGradientsWithSeq", "LSTMGradients", "LSTMGradientsWithSeq",
 ]
 
+from ._checks import check_bool  # noqa: E402
 # Result types: the same named tuples gatedrnn.functional returns.
 from .results import (  # noqa: E402
     LSTMGradients, LSTMGradientsWithSeq, LSTMOutput, LSTMTrainOutput, RNNGradients,
@@ -346,14 +347,8 @@ def _check_ctx(ctx, cell):
         raise TypeError(f"ctx: comes from {ctx.cell}(), not {cell}()")
 
 
-def _check_input_grad(input_grad):
-    if not isinstance(input_grad, (bool, np.bool_)):
-        raise TypeError(f"input_grad: expected True or False, got {type(input_grad).__name__}")
-    return bool(input_grad)
-
-
 def _run_backward(ctx, step_backward, dy, dstate_n, return_dh_seq, input_grad):
-    input_grad = _check_input_grad(input_grad)
+    input_grad = check_bool(input_grad, "input_grad")
     if dy is not None:
         dy = _time_major(np.asarray(dy, dtype=ctx.x.dtype), ctx.batch_first)
     dx, dstate0, grads, dh_seq = _backward(step_backward, ctx, dy, dstate_n, return_dh_seq)
